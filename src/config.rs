@@ -1,0 +1,275 @@
+//! Configuration: one validated [`Config`] built once at start-up from command-line flags, the
+//! environment and an optional `.env` file (flags win over the environment, which wins over `.env`).
+//!
+//! Every value is checked here; a bad one stops start-up with a single line that names it
+//! (`BIND: invalid socket address "x"`), so nothing below has to re-check.
+
+use std::{fmt, net::SocketAddr, str::FromStr};
+
+use clap::{Args, ValueEnum};
+
+use crate::domain::Email;
+
+/// The development credentials; start-up warns when the secret is still this one.
+const DEV_APP_SECRET: &str = "chatbox-dev-secret";
+
+/// Raw settings as clap reads them. Names are part of the public contract (API.md).
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Database: `sqlite://path` (created when missing) or `mysql://user:pass@host/db`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://chatbox.db", global = true)]
+    pub database_url: String,
+    /// Redis for the queue and the bus across nodes; unset: in-process queue and bus.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and pub/sub channel chatbox uses.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "chatbox:", global = true)]
+    pub redis_prefix: String,
+    /// Address the HTTP + WebSocket server listens on.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8080", global = true)]
+    pub bind: String,
+    #[arg(long, env = "PUSHER_APP_ID", default_value = "chatbox", global = true)]
+    pub pusher_app_id: String,
+    #[arg(long, env = "PUSHER_APP_KEY", default_value = "chatbox-key", global = true)]
+    pub pusher_app_key: String,
+    #[arg(long, env = "PUSHER_APP_SECRET", default_value = DEV_APP_SECRET, global = true, hide_default_value = true)]
+    pub pusher_app_secret: String,
+    /// Comma-separated e-mail addresses whose accounts are admins.
+    #[arg(long, env = "ADMIN_EMAILS", default_value = "", global = true)]
+    pub admin_emails: String,
+    /// Comma-separated origins (`https://chat.example.com`) allowed besides the server's own.
+    #[arg(long, env = "ALLOWED_ORIGINS", default_value = "", global = true)]
+    pub allowed_origins: String,
+    /// Mark the session cookie `Secure` (set it when chatbox is served over HTTPS).
+    #[arg(long, env = "COOKIE_SECURE", default_value_t = false, global = true)]
+    pub cookie_secure: bool,
+    /// Most database connections this process opens.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
+    pub db_max_connections: u32,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which relational database [`Config::database_url`] points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    MySql,
+    Sqlite,
+}
+
+/// A secret that never shows up in logs or `Debug` output.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The Pusher application this server hosts (one app per deployment).
+#[derive(Debug, Clone)]
+pub struct PusherApp {
+    pub id: String,
+    pub key: String,
+    pub secret: Secret,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: Secret,
+    pub database_kind: DatabaseKind,
+    pub redis_url: Option<Secret>,
+    pub redis_prefix: String,
+    pub bind: SocketAddr,
+    pub pusher: PusherApp,
+    pub admin_emails: Vec<Email>,
+    pub allowed_origins: Vec<String>,
+    pub cookie_secure: bool,
+    pub db_max_connections: u32,
+    pub log_format: LogFormat,
+}
+
+/// A setting that failed validation: names the setting and says what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {problem}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub problem: String,
+}
+
+fn invalid(name: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name,
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Validates raw settings.
+    ///
+    /// # Errors
+    /// The first setting that is not acceptable, by its environment name.
+    pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
+        let database_kind = if s.database_url.starts_with("sqlite:") {
+            DatabaseKind::Sqlite
+        } else if s.database_url.starts_with("mysql://") || s.database_url.starts_with("mariadb://") {
+            DatabaseKind::MySql
+        } else {
+            return Err(invalid(
+                "DATABASE_URL",
+                "expected sqlite://<file> or mysql://user:password@host/database",
+            ));
+        };
+        let database_url = s.database_url.replacen("mariadb://", "mysql://", 1);
+        let redis_url = match s.redis_url.filter(|u| !u.trim().is_empty()) {
+            Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => Some(Secret(u)),
+            Some(_) => return Err(invalid("REDIS_URL", "expected redis://host:port[/db]")),
+            None => None,
+        };
+        let bind = SocketAddr::from_str(s.bind.trim())
+            .map_err(|_| invalid("BIND", format!("invalid socket address {:?} (want host:port)", s.bind)))?;
+        for (name, value) in [
+            ("PUSHER_APP_ID", &s.pusher_app_id),
+            ("PUSHER_APP_KEY", &s.pusher_app_key),
+            ("PUSHER_APP_SECRET", &s.pusher_app_secret),
+        ] {
+            if value.is_empty() || value.len() > 128 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(invalid(name, "must be 1 to 128 printable ASCII characters"));
+            }
+        }
+        let admin_emails = split_list(&s.admin_emails)
+            .map(|e| Email::parse(e).map_err(|err| invalid("ADMIN_EMAILS", format!("{e:?}: {err}"))))
+            .collect::<Result<_, _>>()?;
+        let allowed_origins = split_list(&s.allowed_origins)
+            .map(|o| {
+                let o = o.trim_end_matches('/');
+                if (o.starts_with("http://") || o.starts_with("https://")) && !o[8..].contains('/') {
+                    Ok(o.to_ascii_lowercase())
+                } else {
+                    Err(invalid(
+                        "ALLOWED_ORIGINS",
+                        format!("{o:?} is not an origin like https://host[:port]"),
+                    ))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        if !(1..=1000).contains(&s.db_max_connections) {
+            return Err(invalid("DB_MAX_CONNECTIONS", "must be between 1 and 1000"));
+        }
+        if s.redis_prefix.len() > 64 || s.redis_prefix.chars().any(char::is_whitespace) {
+            return Err(invalid("REDIS_PREFIX", "at most 64 characters, no white space"));
+        }
+        Ok(Self {
+            database_url: Secret(database_url),
+            database_kind,
+            redis_url,
+            redis_prefix: s.redis_prefix,
+            bind,
+            pusher: PusherApp {
+                id: s.pusher_app_id,
+                key: s.pusher_app_key,
+                secret: Secret(s.pusher_app_secret),
+            },
+            admin_emails,
+            allowed_origins,
+            cookie_secure: s.cookie_secure,
+            db_max_connections: s.db_max_connections,
+            log_format: s.log_format,
+        })
+    }
+
+    /// True while the Pusher secret is the public development default.
+    pub fn uses_dev_secret(&self) -> bool {
+        self.pusher.secret.expose() == DEV_APP_SECRET
+    }
+
+    /// Whether `email` belongs to an admin (ADMIN_EMAILS).
+    pub fn is_admin(&self, email: &str) -> bool {
+        self.admin_emails.iter().any(|a| a.as_str() == email)
+    }
+}
+
+fn split_list(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        s: Settings,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut all = vec!["chatbox"];
+        all.extend_from_slice(args);
+        Config::from_settings(T::try_parse_from(all).unwrap().s)
+    }
+
+    #[test]
+    fn defaults_are_embedded_sqlite_on_loopback() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.database_kind, DatabaseKind::Sqlite);
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert!(c.redis_url.is_none());
+        assert!(c.uses_dev_secret());
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        assert_eq!(parse(&["--bind", "nope"]).unwrap_err().name, "BIND");
+        assert_eq!(
+            parse(&["--database-url", "postgres://x"]).unwrap_err().name,
+            "DATABASE_URL"
+        );
+        assert_eq!(parse(&["--redis-url", "http://x"]).unwrap_err().name, "REDIS_URL");
+        assert_eq!(
+            parse(&["--admin-emails", "a@b.c, nope"]).unwrap_err().name,
+            "ADMIN_EMAILS"
+        );
+        assert_eq!(
+            parse(&["--allowed-origins", "example.com"]).unwrap_err().name,
+            "ALLOWED_ORIGINS"
+        );
+        assert_eq!(parse(&["--pusher-app-key", ""]).unwrap_err().name, "PUSHER_APP_KEY");
+    }
+
+    #[test]
+    fn mysql_url_and_admins_are_accepted() {
+        let c = parse(&[
+            "--database-url",
+            "mysql://root@127.0.0.1/chatbox",
+            "--admin-emails",
+            "Ann@Example.com",
+        ])
+        .unwrap();
+        assert_eq!(c.database_kind, DatabaseKind::MySql);
+        assert!(c.is_admin("ann@example.com"));
+        assert!(
+            !format!("{c:?}").contains("root@127.0.0.1"),
+            "database URL must not be logged"
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Extractors that answer in our error shape: [`Json`] for bodies and [`CurrentUser`] for the
+//! signed-in caller (bearer token or session cookie, with the cross-site check for cookie writes).
+
+use axum::{
+    extract::{FromRequest, FromRequestParts},
+    http::{HeaderMap, Method, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use sha2::{Digest, Sha256};
+use tower_sessions::Session;
+
+use crate::{domain::UserId, error::ApiError, state::AppState, store::User};
+
+/// `axum::Json`, but a rejection answers `{"error": …}` (400 malformed, 422 wrong shape, 413, 415).
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Session key holding the signed-in user's id.
+pub const SESSION_USER_KEY: &str = "user_id";
+
+/// How the caller proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// `Authorization: Bearer …`; holds the token's hash.
+    Bearer(String),
+    Cookie,
+}
+
+/// The signed-in caller. Extracting it answers 401 when nobody is signed in, and 403
+/// `cross_site_request` for a cookie-authenticated write that another site started.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub user: User,
+    pub credential: Credential,
+}
+
+/// SHA-256 (hex) of a bearer token: how tokens are stored and looked up.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl CurrentUser {
+    pub fn id(&self) -> UserId {
+        self.user.id
+    }
+
+    /// The caller, if any: `Ok(None)` when neither a token nor a session names a user.
+    async fn resolve(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, ApiError> {
+        if let Some(token) = bearer(&parts.headers) {
+            let hash = token_hash(token);
+            return match state.store.user_by_token(&hash).await? {
+                Some(user) => Ok(Some(Self {
+                    user,
+                    credential: Credential::Bearer(hash),
+                })),
+                None => Err(ApiError::Unauthenticated),
+            };
+        }
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(|(_, msg)| ApiError::Internal(anyhow::anyhow!(msg)))?;
+        let Some(id) = session
+            .get::<UserId>(SESSION_USER_KEY)
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+        else {
+            return Ok(None);
+        };
+        let Some(user) = state.store.user(id).await? else {
+            // The account is gone: forget the stale session.
+            let _ = session.flush().await;
+            return Ok(None);
+        };
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if !safe && !super::origin::same_site_request(&parts.headers, &state.config) {
+            return Err(ApiError::forbidden(
+                "cross_site_request",
+                "cookie-authenticated writes must come from this site",
+            ));
+        }
+        Ok(Some(Self {
+            user,
+            credential: Credential::Cookie,
+        }))
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Self::resolve(parts, state).await?.ok_or(ApiError::Unauthenticated)
+    }
+}
+
+impl axum::extract::OptionalFromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, ApiError> {
+        Self::resolve(parts, state).await
+    }
+}

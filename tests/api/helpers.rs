@@ -1,0 +1,254 @@
+//! `spawn_app`: the real application on a random port, with an isolated database.
+
+use std::net::SocketAddr;
+
+use chatbox::{
+    app::App,
+    config::{Config, LogFormat, Settings},
+};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    /// Server URL without a database (`mysql://root@127.0.0.1:3306`).
+    MySql(String),
+}
+
+impl Backend {
+    /// The MySQL backend from `CHATBOX_TEST_MYSQL_URL`. Unset: `None` with a loud note, or a
+    /// panic under `CI=true`, where skipping would hide that MySQL was never tested.
+    pub fn mysql() -> Option<Self> {
+        match std::env::var("CHATBOX_TEST_MYSQL_URL") {
+            Ok(url) if !url.is_empty() => Some(Self::MySql(url.trim_end_matches('/').to_owned())),
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but CHATBOX_TEST_MYSQL_URL is not set: the MySQL suite must run in CI")
+            }
+            _ => {
+                eprintln!("SKIPPED on MySQL: set CHATBOX_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306 to run it");
+                None
+            }
+        }
+    }
+}
+
+/// Declares `async fn name(backend: Backend)` tests to run on both backends: generates
+/// `sqlite::name` and `mysql::name`.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = $crate::helpers::Backend::mysql() {
+                        super::$name(backend).await
+                    }
+                }
+            )*
+        }
+    };
+}
+pub(crate) use backend_tests;
+
+/// A database for one test: a fresh SQLite file, or a uniquely named MySQL database that is
+/// dropped when the test ends.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    mysql_server: Option<String>,
+    name: String,
+}
+
+impl TestDb {
+    pub fn new(backend: &Backend) -> Self {
+        let name = format!("chatbox_test_{:016x}", rand_u64());
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("chatbox.db").display());
+                Self {
+                    url,
+                    _dir: Some(dir),
+                    mysql_server: None,
+                    name,
+                }
+            }
+            Backend::MySql(server) => Self {
+                url: format!("{server}/{name}"),
+                _dir: None,
+                mysql_server: Some(server.clone()),
+                name,
+            },
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(server) = self.mysql_server.take() else {
+            return;
+        };
+        let name = std::mem::take(&mut self.name);
+        // Drop runs outside async code paths: use a private runtime on its own thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::MySqlConnection::connect(&server).await.ok()?;
+                sqlx::Executor::execute(
+                    &mut conn,
+                    sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`")),
+                )
+                .await
+                .ok()
+            })
+        })
+        .join();
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// Settings as the command line would give them, for a test server on a random port.
+pub fn settings(db: &TestDb) -> Settings {
+    Settings {
+        database_url: db.url.clone(),
+        redis_url: None,
+        redis_prefix: format!("chatbox-test-{:x}:", rand_u64()),
+        bind: "127.0.0.1:0".into(),
+        pusher_app_id: "test-app".into(),
+        pusher_app_key: "test-key".into(),
+        pusher_app_secret: "test-secret".into(),
+        admin_emails: "admin@example.com".into(),
+        allowed_origins: String::new(),
+        cookie_secure: false,
+        db_max_connections: 8,
+        log_format: LogFormat::Text,
+    }
+}
+
+/// A running server and a cookie-keeping HTTP client pointed at it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: Client,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+    db: Option<TestDb>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        let db = TestDb::new(&backend);
+        let s = settings(&db);
+        Self::spawn_with(db, s).await
+    }
+
+    /// Starts a server on `db` with `settings` (see [`settings`]).
+    pub async fn spawn_with(db: TestDb, settings: Settings) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            chatbox::telemetry::init(LogFormat::Text);
+        }
+        let config = Config::from_settings(settings).expect("valid test config");
+        let app = App::build(config).await.expect("app builds");
+        let addr = app.local_addr();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { app.run(shutdown).await.expect("app runs") }
+        });
+        Self {
+            addr,
+            client: new_client(),
+            shutdown,
+            task: Some(task),
+            db: Some(db),
+        }
+    }
+
+    /// Stops the server and waits until it has shut down; returns the database for a restart.
+    pub async fn stop(mut self) -> TestDb {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+        self.db.take().expect("the database is held until stop")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("request")
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Registers `name` (`{name}@example.com`, password `password-{name}`) with a fresh client
+    /// and returns that user, signed in.
+    pub async fn user(&self, name: &str) -> TestUser {
+        let client = new_client();
+        let res = client
+            .post(self.url("/api/register"))
+            .json(&json!({ "name": name, "email": format!("{name}@example.com"), "password": format!("password-{name}") }))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(res.status(), StatusCode::CREATED, "register {name}");
+        let body: Value = res.json().await.expect("json");
+        TestUser {
+            id: body["user"]["id"].as_i64().expect("id"),
+            token: body["token"].as_str().expect("token").to_owned(),
+            client,
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn new_client() -> Client {
+    Client::builder().cookie_store(true).build().expect("client")
+}
+
+/// A registered, signed-in user: its id, bearer token and a client holding its session cookie.
+pub struct TestUser {
+    pub id: i64,
+    pub token: String,
+    pub client: Client,
+}
+
+/// The `{"error": {"code": …}}` code of an error answer, after checking its status.
+pub async fn error_code(res: Response, status: StatusCode) -> String {
+    assert_eq!(res.status(), status, "status");
+    let body: Value = res.json().await.expect("error body is JSON");
+    assert!(body["error"]["message"].is_string(), "error has a message: {body}");
+    body["error"]["code"].as_str().expect("error has a code").to_owned()
+}
