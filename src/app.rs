@@ -1,42 +1,110 @@
-//! The application: [`App::build`] connects the store, applies migrations and binds the listener
-//! (port 0 works: tests read the bound address back); [`App::run`] serves until the shutdown token
-//! fires, then waits for every tracked task before returning.
+//! The application: [`App::build`] connects the store (applying migrations), the queue and the
+//! bus, and binds the listener (port 0 works: tests read the bound address back); [`App::run`]
+//! serves HTTP and WebSockets, runs the outbox relay, the worker (unless `--no-worker`) and the bus
+//! subscription, and on shutdown closes sockets with 4200 and waits for every tracked task.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{config::Config, http, state::AppState, store::Store};
+use crate::{
+    bus::{self, Bus},
+    config::Config,
+    http,
+    queue::{MemoryQueue, Queue, RedisQueue, relay},
+    state::AppState,
+    store::Store,
+    worker::Worker,
+    ws::{WsContext, hub::Hub},
+};
 
 /// How often expired browser sessions are swept from the database.
 const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
+/// Queue and bus as configured: Redis when `REDIS_URL` is set, in-process otherwise.
+pub struct Delivery {
+    pub queue: Queue,
+    pub bus: Bus,
+    pub redis: Option<redis::Client>,
+}
+
+impl Delivery {
+    /// # Errors
+    /// `REDIS_URL` is set but Redis cannot be reached.
+    pub async fn connect(config: &Config, hub: Arc<Hub>) -> anyhow::Result<Self> {
+        let Some(url) = &config.redis_url else {
+            return Ok(Self {
+                queue: Queue::Memory(MemoryQueue::default()),
+                bus: Bus::Local(hub),
+                redis: None,
+            });
+        };
+        let client = redis::Client::open(url.expose()).context("REDIS_URL")?;
+        let worker_id = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
+        let queue = RedisQueue::connect(client.clone(), &config.redis_prefix, worker_id)
+            .await
+            .context("connecting to Redis (REDIS_URL)")?;
+        let bus = bus::redis::RedisBus::connect(&client, &config.redis_prefix).await?;
+        Ok(Self {
+            queue: Queue::Redis(Arc::new(queue)),
+            bus: Bus::Redis(bus),
+            redis: Some(client),
+        })
+    }
+}
+
 pub struct App {
     listener: TcpListener,
     state: AppState,
+    delivery: Delivery,
+    relay_rx: mpsc::Receiver<(i64, String)>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
 }
 
 impl App {
-    /// Connects to the database, applies pending migrations and binds `config.bind`.
+    /// Connects to the database (applying pending migrations) and to Redis when configured, and
+    /// binds `config.bind`.
     ///
     /// # Errors
-    /// The database is unreachable, a migration failed, or the address cannot be bound.
+    /// A backing service is unreachable, a migration failed, or the address cannot be bound.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = Store::connect(&config)
             .await
             .context("connecting to the database (DATABASE_URL)")?;
         store.migrate().await.context("applying database migrations")?;
+        let hub = Arc::new(Hub::default());
+        let delivery = Delivery::connect(&config, hub.clone()).await?;
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {} (BIND)", config.bind))?;
+        let config = Arc::new(config);
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let (relay, relay_rx) = relay::Relay::new();
         let state = AppState {
-            config: Arc::new(config),
+            config: config.clone(),
             store,
             login_throttle: Arc::default(),
+            relay,
+            ws: WsContext {
+                config,
+                hub,
+                bus: delivery.bus.clone(),
+                shutdown: shutdown.clone(),
+                tasks: tasks.clone(),
+            },
         };
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            delivery,
+            relay_rx,
+            shutdown,
+            tasks,
+        })
     }
 
     /// The address actually bound (differs from the configured one when that used port 0).
@@ -44,31 +112,99 @@ impl App {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves HTTP until `shutdown` is cancelled, then lets in-flight requests finish.
+    /// Serves until `signal` is cancelled, then closes sockets (4200), finishes the job in hand
+    /// and waits for every task.
     ///
     /// # Errors
     /// The server failed to accept connections.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { listener, state } = self;
-        let tasks = TaskTracker::new();
-        tasks.spawn(sweep_sessions(state.store.clone(), shutdown.clone()));
+    pub async fn run(self, signal: CancellationToken) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            delivery,
+            relay_rx,
+            shutdown,
+            tasks,
+        } = self;
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::select! { _ = signal.cancelled() => shutdown.cancel(), _ = shutdown.cancelled() => {} }
+            }
+        });
+        let store = state.store.clone();
+        tasks.spawn(relay::run(
+            relay_rx,
+            delivery.queue.clone(),
+            store.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(relay::sweep(delivery.queue.clone(), store.clone(), shutdown.clone()));
+        tasks.spawn(sweep_sessions(store.clone(), shutdown.clone()));
+        if let Some(client) = delivery.redis.clone() {
+            let prefix = state.config.redis_prefix.clone();
+            tasks.spawn(bus::redis::subscribe(
+                client,
+                prefix,
+                state.ws.hub.clone(),
+                shutdown.clone(),
+            ));
+        }
+        if state.config.run_worker {
+            let worker = Worker {
+                queue: delivery.queue.clone(),
+                store: store.clone(),
+                bus: delivery.bus.clone(),
+            };
+            tasks.spawn(worker.run(shutdown.clone()));
+        }
         tracing::info!(
             addr = %listener.local_addr()?,
-            database = ?state.store.kind(),
+            database = ?store.kind(),
+            redis = delivery.redis.is_some(),
+            worker = state.config.run_worker,
             "chatbox is serving"
         );
-        let router = http::router(state.clone());
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        let router = http::router(state);
+        let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await
-            .context("HTTP server failed")?;
+            .context("HTTP server failed");
         shutdown.cancel();
         tasks.close();
         tasks.wait().await;
-        state.store.close().await;
+        store.close().await;
         tracing::info!("stopped");
-        Ok(())
+        served
     }
+}
+
+/// `chatbox worker`: workers alone, for deployments that scale them apart from the nodes.
+///
+/// # Errors
+/// Without `REDIS_URL` (an in-process queue would be empty), or when a service is unreachable.
+pub async fn run_worker(config: Config, signal: CancellationToken) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.redis_url.is_some(),
+        "REDIS_URL: `chatbox worker` takes jobs from Redis; without it, `chatbox serve` runs the worker"
+    );
+    let store = Store::connect(&config)
+        .await
+        .context("connecting to the database (DATABASE_URL)")?;
+    store.migrate().await.context("applying database migrations")?;
+    let delivery = Delivery::connect(&config, Arc::new(Hub::default())).await?;
+    let tasks = TaskTracker::new();
+    tasks.spawn(relay::sweep(delivery.queue.clone(), store.clone(), signal.clone()));
+    let worker = Worker {
+        queue: delivery.queue,
+        store: store.clone(),
+        bus: delivery.bus,
+    };
+    tasks.spawn(worker.run(signal));
+    tasks.close();
+    tasks.wait().await;
+    store.close().await;
+    Ok(())
 }
 
 async fn sweep_sessions(store: Store, shutdown: CancellationToken) {

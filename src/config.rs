@@ -46,6 +46,9 @@ pub struct Settings {
     /// Most database connections this process opens.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
+    /// Do not run a queue worker inside `chatbox serve` (run `chatbox worker` processes instead).
+    #[arg(long, env = "NO_WORKER", default_value_t = false, global = true)]
+    pub no_worker: bool,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -105,6 +108,8 @@ pub struct Config {
     pub cookie_secure: bool,
     pub db_max_connections: u32,
     pub log_format: LogFormat,
+    /// Whether `chatbox serve` runs a queue worker in-process.
+    pub run_worker: bool,
 }
 
 /// A setting that failed validation: names the setting and says what is wrong.
@@ -193,6 +198,7 @@ impl Config {
             cookie_secure: s.cookie_secure,
             db_max_connections: s.db_max_connections,
             log_format: s.log_format,
+            run_worker: !s.no_worker,
         })
     }
 

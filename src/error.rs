@@ -116,6 +116,9 @@ impl From<StoreError> for ApiError {
                 },
                 message: format!("this {field} is already taken"),
             },
+            StoreError::UnknownReference => {
+                Self::Invalid(Invalid::new("unknown_reference", "a referenced id does not exist"))
+            }
             StoreError::Other(e) => Self::Internal(e.into()),
         }
     }

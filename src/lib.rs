@@ -17,11 +17,16 @@
 //! The database is the source of truth; the queue and the bus only make delivery fast.
 
 pub mod app;
+pub mod bus;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod protocol;
+pub mod queue;
 pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod worker;
+pub mod ws;

@@ -29,6 +29,8 @@ struct Cli {
 enum Command {
     /// Serve HTTP, the REST API and WebSockets (the default).
     Serve,
+    /// Run queue workers only (needs REDIS_URL): jobs -> events on the bus.
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate,
 }
@@ -75,9 +77,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     "PUSHER_APP_SECRET is the public development default: set your own before exposing chatbox"
                 );
             }
+            raise_open_files_limit();
             let app = App::build(config).await?;
             app.run(shutdown::on_signal()).await
         }
+        Command::Worker => chatbox::app::run_worker(config, shutdown::on_signal()).await,
         Command::Migrate => {
             let store = Store::connect(&config).await?;
             store.migrate().await?;
@@ -85,5 +89,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             store.close().await;
             Ok(())
         }
+    }
+}
+
+/// Every socket is a file: lift the soft open-files limit to the hard one and say what it is.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(open_files = limit, "open-files limit raised to the hard limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
     }
 }

@@ -2,10 +2,14 @@
 //! message bodies, channel names. Nothing here knows about HTTP or SQL.
 
 mod account;
+pub mod channel;
 mod ids;
+mod message;
 
 pub use account::{Email, Password, UserName};
+pub use channel::{ChannelKind, ChannelName, UserChannel};
 pub use ids::{GroupId, MessageId, UserId};
+pub use message::{ClientId, GroupName, MessageBody};
 
 /// Why an input value was refused: a stable snake_case `code` for clients and a human message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,4 +26,9 @@ impl Invalid {
             message: message.into(),
         }
     }
+}
+
+/// Serialises a timestamp as RFC 3339 UTC with milliseconds (`2026-11-21T20:08:55.123Z`).
+pub fn rfc3339<S: serde::Serializer>(t: &chrono::DateTime<chrono::Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }

@@ -41,7 +41,7 @@ pub struct UserView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     pub is_admin: bool,
-    #[serde(serialize_with = "super::rfc3339")]
+    #[serde(serialize_with = "crate::domain::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 

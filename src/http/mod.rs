@@ -2,13 +2,14 @@
 //! limit, sessions) and a JSON 404 for unknown API routes.
 
 pub mod accounts;
+pub mod broadcasting_auth;
 pub mod extract;
+pub mod groups;
+pub mod messages;
 pub mod origin;
 pub mod throttle;
 
 use axum::{Router, extract::DefaultBodyLimit, routing::get};
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serializer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
@@ -36,6 +37,11 @@ pub fn router(state: AppState) -> Router {
         )));
     Router::new()
         .merge(accounts::router())
+        .merge(messages::router())
+        .merge(groups::router())
+        .merge(broadcasting_auth::router())
+        .route("/app/{key}", get(crate::ws::upgrade))
+        .route("/api/config", get(client_config))
         .route("/healthz", get(healthz))
         .route(
             "/api/{*rest}",
@@ -55,7 +61,24 @@ async fn healthz(
     Ok(extract::Json(serde_json::json!({ "status": "ok" })))
 }
 
-/// Serialises a timestamp as RFC 3339 UTC with milliseconds (`2026-11-21T20:08:55.123Z`).
-pub fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+/// `GET /api/config` (public): what a Pusher client needs to connect to this server.
+async fn client_config(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> extract::Json<serde_json::Value> {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| state.config.bind.to_string());
+    let https =
+        headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https") || state.config.cookie_secure;
+    let default_port: u16 = if https { 443 } else { 80 };
+    let (ws_host, ws_port) = match host.rsplit_once(':') {
+        Some((h, p)) if !host.ends_with(']') => (h.to_owned(), p.parse().unwrap_or(default_port)),
+        _ => (host.clone(), default_port),
+    };
+    extract::Json(serde_json::json!({
+        "pusher": { "key": state.config.pusher.key, "ws_host": ws_host, "ws_port": ws_port, "force_tls": https }
+    }))
 }

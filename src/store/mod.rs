@@ -7,6 +7,8 @@
 //! `mysql.rs` and `sqlite.rs`.
 
 mod accounts;
+mod groups;
+mod messages;
 mod mysql;
 mod sessions;
 mod sqlite;
@@ -17,6 +19,8 @@ use sqlx::{MySqlPool, SqlitePool};
 use crate::config::{Config, DatabaseKind};
 
 pub use accounts::User;
+pub use groups::Group;
+pub use messages::{Destination, Inserted, Message, Sender};
 
 /// Handle to the database; cheap to clone (a pool handle).
 #[derive(Clone, Debug)]
@@ -62,6 +66,9 @@ pub enum StoreError {
     /// A unique key refused the row; names the field (`"email"`, `"name"`).
     #[error("{0} is already taken")]
     Duplicate(&'static str),
+    /// A referenced row does not exist (a foreign key refused the write).
+    #[error("a referenced row does not exist")]
+    UnknownReference,
     /// Anything else: a bug or a schema mismatch (HTTP 500).
     #[error("database error")]
     Other(#[source] sqlx::Error),
@@ -74,6 +81,7 @@ impl From<sqlx::Error> for StoreError {
                 StoreError::Unavailable(e)
             }
             sqlx::Error::Database(ref db) if is_connection_lost(db.message()) => StoreError::Unavailable(e),
+            sqlx::Error::Database(ref db) if db.is_foreign_key_violation() => StoreError::UnknownReference,
             e => StoreError::Other(e),
         }
     }

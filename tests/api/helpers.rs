@@ -10,25 +10,32 @@ use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-/// Which database a test runs on.
+/// Which backing services a test runs on: the embedded default (SQLite, in-process queue and
+/// bus) or production (MySQL and Redis).
 #[derive(Debug, Clone)]
 pub enum Backend {
     Sqlite,
-    /// Server URL without a database (`mysql://root@127.0.0.1:3306`).
-    MySql(String),
+    /// MySQL server URL without a database (`mysql://root@127.0.0.1:3306`) and Redis URL.
+    MySql(String, String),
 }
 
 impl Backend {
-    /// The MySQL backend from `CHATBOX_TEST_MYSQL_URL`. Unset: `None` with a loud note, or a
-    /// panic under `CI=true`, where skipping would hide that MySQL was never tested.
+    /// The production backend from `CHATBOX_TEST_MYSQL_URL` and `CHATBOX_TEST_REDIS_URL`. Unset:
+    /// `None` with a loud note, or a panic under `CI=true`, where skipping would hide that MySQL
+    /// and Redis were never tested.
     pub fn mysql() -> Option<Self> {
-        match std::env::var("CHATBOX_TEST_MYSQL_URL") {
-            Ok(url) if !url.is_empty() => Some(Self::MySql(url.trim_end_matches('/').to_owned())),
-            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("CI=true but CHATBOX_TEST_MYSQL_URL is not set: the MySQL suite must run in CI")
-            }
+        let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+        match (var("CHATBOX_TEST_MYSQL_URL"), var("CHATBOX_TEST_REDIS_URL")) {
+            (Some(mysql), Some(redis)) => Some(Self::MySql(mysql.trim_end_matches('/').to_owned(), redis)),
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
+                "CI=true but CHATBOX_TEST_MYSQL_URL or CHATBOX_TEST_REDIS_URL is not set: \
+                 the MySQL + Redis suite must run in CI"
+            ),
             _ => {
-                eprintln!("SKIPPED on MySQL: set CHATBOX_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306 to run it");
+                eprintln!(
+                    "SKIPPED on MySQL + Redis: set CHATBOX_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306 \
+                     and CHATBOX_TEST_REDIS_URL=redis://127.0.0.1:6379 to run it"
+                );
                 None
             }
         }
@@ -65,6 +72,9 @@ pub(crate) use backend_tests;
 /// dropped when the test ends.
 pub struct TestDb {
     pub url: String,
+    /// Redis for the production backend, and the key prefix isolating this test.
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
     _dir: Option<tempfile::TempDir>,
     mysql_server: Option<String>,
     name: String,
@@ -79,13 +89,17 @@ impl TestDb {
                 let url = format!("sqlite://{}", dir.path().join("chatbox.db").display());
                 Self {
                     url,
+                    redis_url: None,
+                    redis_prefix: String::new(),
                     _dir: Some(dir),
                     mysql_server: None,
                     name,
                 }
             }
-            Backend::MySql(server) => Self {
+            Backend::MySql(server, redis) => Self {
                 url: format!("{server}/{name}"),
+                redis_url: Some(redis.clone()),
+                redis_prefix: format!("{name}:"),
                 _dir: None,
                 mysql_server: Some(server.clone()),
                 name,
@@ -130,8 +144,12 @@ fn rand_u64() -> u64 {
 pub fn settings(db: &TestDb) -> Settings {
     Settings {
         database_url: db.url.clone(),
-        redis_url: None,
-        redis_prefix: format!("chatbox-test-{:x}:", rand_u64()),
+        redis_url: db.redis_url.clone(),
+        redis_prefix: if db.redis_prefix.is_empty() {
+            "chatbox:".into()
+        } else {
+            db.redis_prefix.clone()
+        },
         bind: "127.0.0.1:0".into(),
         pusher_app_id: "test-app".into(),
         pusher_app_key: "test-key".into(),
@@ -141,6 +159,7 @@ pub fn settings(db: &TestDb) -> Settings {
         cookie_secure: false,
         db_max_connections: 8,
         log_format: LogFormat::Text,
+        no_worker: false,
     }
 }
 
@@ -189,6 +208,21 @@ impl TestApp {
             task.await.expect("server task");
         }
         self.db.take().expect("the database is held until stop")
+    }
+
+    /// Another server on the same database and Redis (a second node).
+    pub async fn second_node(&self) -> Self {
+        let db = self.db.as_ref().expect("running");
+        let shared = TestDb {
+            url: db.url.clone(),
+            redis_url: db.redis_url.clone(),
+            redis_prefix: db.redis_prefix.clone(),
+            _dir: None,
+            mysql_server: None,
+            name: String::new(),
+        };
+        let s = settings(&shared);
+        Self::spawn_with(shared, s).await
     }
 
     pub fn url(&self, path: &str) -> String {

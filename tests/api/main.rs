@@ -1,8 +1,12 @@
 //! Black-box integration tests: each test starts the real server on port 0 with its own database
-//! and talks to it over HTTP (and WebSocket). Every storage test runs on SQLite, and on MySQL when
-//! `CHATBOX_TEST_MYSQL_URL` is set (CI sets it; a missing MySQL fails the run there).
+//! and talks to it over HTTP and WebSocket. Every test runs on the embedded backend (SQLite,
+//! in-process queue and bus), and on MySQL + Redis when `CHATBOX_TEST_MYSQL_URL` and
+//! `CHATBOX_TEST_REDIS_URL` are set (CI sets them; their absence fails the run there).
 
 mod helpers;
+mod pusher;
 
 mod accounts;
+mod broadcast;
 mod health;
+mod ws_protocol;

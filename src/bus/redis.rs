@@ -1,0 +1,83 @@
+//! The Redis bus: one pub/sub channel `{prefix}bus` that every node subscribes to on a dedicated
+//! connection, read by a single task so broadcasts reach the hub in publish order (no task per
+//! message). A dropped subscription is re-established with back-off.
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::StreamExt;
+use redis::{AsyncCommands, aio::ConnectionManager};
+use tokio_util::sync::CancellationToken;
+
+use super::{Broadcast, BusError};
+use crate::ws::hub::Hub;
+
+/// Longest wait between two attempts to re-subscribe.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct RedisBus {
+    conn: ConnectionManager,
+    channel: Arc<str>,
+}
+
+/// The pub/sub channel name for a key prefix.
+pub fn channel_name(prefix: &str) -> String {
+    format!("{prefix}bus")
+}
+
+impl RedisBus {
+    /// # Errors
+    /// Redis cannot be reached.
+    pub async fn connect(client: &redis::Client, prefix: &str) -> redis::RedisResult<Self> {
+        Ok(Self {
+            conn: ConnectionManager::new(client.clone()).await?,
+            channel: channel_name(prefix).into(),
+        })
+    }
+
+    pub async fn publish(&self, b: &Broadcast) -> Result<(), BusError> {
+        let payload = serde_json::to_string(b).expect("broadcasts always serialise");
+        let mut conn = self.conn.clone();
+        let receivers: i64 = conn.publish(&*self.channel, payload).await?;
+        tracing::debug!(receivers, "published on the bus");
+        Ok(())
+    }
+}
+
+/// Feeds every broadcast published on the bus into `hub` until shutdown, re-subscribing after
+/// any connection loss.
+pub async fn subscribe(client: redis::Client, prefix: String, hub: Arc<Hub>, shutdown: CancellationToken) {
+    let channel = channel_name(&prefix);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            tracing::info!(channel, "subscribed to the bus");
+            let mut messages = pubsub.on_message();
+            while let Some(msg) = messages.next().await {
+                match serde_json::from_slice::<Broadcast>(msg.get_payload_bytes()) {
+                    Ok(b) => hub.dispatch(&b),
+                    Err(e) => tracing::warn!(error = %e, "undecodable message on the bus dropped"),
+                }
+            }
+            Ok::<(), redis::RedisError>(())
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            result = attempt => {
+                match result {
+                    Ok(()) => {
+                        tracing::warn!("bus subscription ended; re-subscribing");
+                        backoff = Duration::from_millis(100);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "bus subscription failed; retrying"),
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(MAX_BACKOFF),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Server → client frames. `data` is always a JSON-encoded string (PROTOCOL.md §1.1). Channel
+//! events are encoded once per event: [`EventFrame`] keeps the encoded head and tail so a frame for
+//! one more channel costs a concatenation, never a second serialisation of the payload.
+
+use serde_json::{Value, json};
+
+use super::{ProtocolError, SocketId};
+
+/// Text of a frame with `data` double-encoded.
+fn frame(event: &str, channel: Option<&str>, data: &Value) -> String {
+    let data = data.to_string();
+    match channel {
+        Some(c) => json!({ "event": event, "channel": c, "data": data }).to_string(),
+        None => json!({ "event": event, "data": data }).to_string(),
+    }
+}
+
+pub fn connection_established(socket_id: SocketId, activity_timeout_secs: u64) -> String {
+    frame(
+        "pusher:connection_established",
+        None,
+        &json!({ "socket_id": socket_id.to_string(), "activity_timeout": activity_timeout_secs }),
+    )
+}
+
+pub fn error(e: &ProtocolError) -> String {
+    frame(
+        "pusher:error",
+        None,
+        &json!({ "code": e.code().0, "message": e.to_string() }),
+    )
+}
+
+pub fn ping() -> String {
+    frame("pusher:ping", None, &json!({}))
+}
+
+pub fn pong() -> String {
+    frame("pusher:pong", None, &json!({}))
+}
+
+/// Members of a presence channel: `(user_id, user_info)` pairs, each user once.
+pub fn subscription_succeeded(channel: &str, presence: Option<&[(String, Value)]>) -> String {
+    let data = match presence {
+        None => json!({}),
+        Some(members) => {
+            let ids: Vec<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
+            let hash: serde_json::Map<String, Value> =
+                members.iter().map(|(id, info)| (id.clone(), info.clone())).collect();
+            json!({ "presence": { "ids": ids, "hash": hash, "count": members.len() } })
+        }
+    };
+    frame("pusher_internal:subscription_succeeded", Some(channel), &data)
+}
+
+/// Carries `channel` so pusher-js routes it to the channel and laravel-echo's `.error()` fires.
+pub fn subscription_error(channel: &str, status: u16, message: &str) -> String {
+    frame(
+        "pusher:subscription_error",
+        Some(channel),
+        &json!({ "type": "AuthError", "error": message, "status": status }),
+    )
+}
+
+pub fn member_added(channel: &str, user_id: &str, user_info: &Value) -> String {
+    frame(
+        "pusher_internal:member_added",
+        Some(channel),
+        &json!({ "user_id": user_id, "user_info": user_info }),
+    )
+}
+
+pub fn member_removed(channel: &str, user_id: &str) -> String {
+    frame(
+        "pusher_internal:member_removed",
+        Some(channel),
+        &json!({ "user_id": user_id }),
+    )
+}
+
+/// A channel event encoded once, ready to be addressed to any channel.
+#[derive(Debug, Clone)]
+pub struct EventFrame {
+    head: String,
+    tail: String,
+}
+
+impl EventFrame {
+    /// `data_json` is the event payload as JSON text; it is sent as a JSON string. `user_id` is
+    /// set on client events in presence channels.
+    pub fn new(event: &str, data_json: &str, user_id: Option<&str>) -> Self {
+        let head = format!("{{\"event\":{},\"channel\":\"", Value::from(event));
+        let mut tail = format!("\",\"data\":{}", Value::from(data_json));
+        if let Some(u) = user_id {
+            tail.push_str(&format!(",\"user_id\":{}", Value::from(u)));
+        }
+        tail.push('}');
+        Self { head, tail }
+    }
+
+    /// The frame on `channel` (a validated channel name: nothing in it needs escaping).
+    pub fn for_channel(&self, channel: &str) -> String {
+        let mut s = String::with_capacity(self.head.len() + channel.len() + self.tail.len());
+        s.push_str(&self.head);
+        s.push_str(channel);
+        s.push_str(&self.tail);
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_frame_matches_a_plain_encoding() {
+        let f = EventFrame::new(
+            "App\\Events\\GroupMessage",
+            r#"{"message":{"body":"hi \"you\""}}"#,
+            None,
+        );
+        let text = f.for_channel("private-group.message.7");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["event"], "App\\Events\\GroupMessage");
+        assert_eq!(v["channel"], "private-group.message.7");
+        let data: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["message"]["body"], "hi \"you\"");
+        let with_user = EventFrame::new("client-typing", "{}", Some("5")).for_channel("presence-online");
+        assert_eq!(serde_json::from_str::<Value>(&with_user).unwrap()["user_id"], "5");
+    }
+
+    #[test]
+    fn handshake_data_is_a_string_with_socket_id_and_timeout() {
+        let v: Value = serde_json::from_str(&connection_established(SocketId::parse("1.2").unwrap(), 120)).unwrap();
+        let data: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["socket_id"], "1.2");
+        assert_eq!(data["activity_timeout"], 120);
+    }
+
+    #[test]
+    fn presence_success_lists_ids_hash_and_count() {
+        let members = vec![("1".to_owned(), json!({"id": 1, "name": "a"}))];
+        let v: Value = serde_json::from_str(&subscription_succeeded("presence-online", Some(&members))).unwrap();
+        let data: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["presence"]["ids"], json!(["1"]));
+        assert_eq!(data["presence"]["hash"]["1"]["name"], "a");
+        assert_eq!(data["presence"]["count"], 1);
+    }
+}

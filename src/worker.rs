@@ -1,0 +1,179 @@
+//! The queue worker (DESIGN.md step 4): turns each broadcast job into events on the private
+//! per-user channels and publishes them on the bus, then acknowledges the job.
+//!
+//! [`Worker::process_one`] handles one job and says whether there was one, so tests can drain the
+//! queue step by step; [`Worker::run`] loops until shutdown. A job is acknowledged only after its
+//! events were published: a worker that dies mid-job leaves it to be re-queued (at least once).
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    bus::{Broadcast, Bus, Target},
+    domain::GroupId,
+    queue::{Claimed, Envelope, Job, Queue},
+    store::{Destination, Message, Store},
+};
+
+/// Event name of a one-to-one message (laravel-echo: `.listen('IndividualMessage')`).
+pub const INDIVIDUAL_EVENT: &str = "App\\Events\\IndividualMessage";
+/// Event name of a group message (laravel-echo: `.listen('GroupMessage')`).
+pub const GROUP_EVENT: &str = "App\\Events\\GroupMessage";
+
+/// Longest a blocking claim waits before the loop checks for shutdown again.
+const CLAIM_WAIT: Duration = Duration::from_secs(2);
+/// Pause after a failure before trying again (the queue, bus or store is down).
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// How often abandoned jobs are looked for and this worker's heartbeat is renewed.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A job was processed (or parked as dead).
+    Done,
+    /// No job arrived within the wait.
+    Empty,
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    pub queue: Queue,
+    pub store: Store,
+    pub bus: Bus,
+}
+
+impl Worker {
+    /// Claims one job (waiting up to `wait`), publishes its events and acknowledges it.
+    ///
+    /// # Errors
+    /// The queue, the store or the bus failed; the claimed job stays unacknowledged and is
+    /// re-queued after the visibility timeout.
+    pub async fn process_one(&self, wait: Duration) -> anyhow::Result<Outcome> {
+        let Some(claimed) = self.queue.claim(wait).await? else {
+            return Ok(Outcome::Empty);
+        };
+        self.process(&claimed).await?;
+        Ok(Outcome::Done)
+    }
+
+    async fn process(&self, claimed: &Claimed) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let envelope: Envelope = match serde_json::from_str(&claimed.raw) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, job = %claimed.raw, "undecodable job moved to the dead-letter list");
+                self.queue.dead_letter(claimed).await?;
+                return Ok(());
+            }
+        };
+        let broadcast = match &envelope.job {
+            Job::Message { message } => self.message_broadcast(message).await?,
+        };
+        if let Some(b) = &broadcast {
+            self.bus.publish(b).await?;
+        }
+        self.queue.ack(claimed).await?;
+        tracing::debug!(
+            outbox_id = envelope.outbox_id,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "job processed"
+        );
+        Ok(())
+    }
+
+    /// The broadcast announcing `message`; `None` for a group that no longer exists.
+    async fn message_broadcast(&self, message: &Message) -> anyhow::Result<Option<Broadcast>> {
+        let data = json!({ "message": message }).to_string();
+        let (target, event) = match message.destination() {
+            Destination::User(recipient) => (Target::Individual { users: vec![recipient] }, INDIVIDUAL_EVENT),
+            Destination::Group(GroupId::ALL) => (Target::EveryGroupChannel, GROUP_EVENT),
+            Destination::Group(group) => {
+                let users = self.store.member_ids(group).await?;
+                if users.is_empty() {
+                    return Ok(None);
+                }
+                (Target::Group { users }, GROUP_EVENT)
+            }
+        };
+        Ok(Some(Broadcast {
+            target,
+            event: event.to_owned(),
+            data,
+            user_id: None,
+            except: None,
+        }))
+    }
+
+    /// Processes jobs until `shutdown`. A job that fails (store or bus down) is retried in place,
+    /// keeping the order; at shutdown, claimed jobs go back to the queue.
+    ///
+    /// A claim in flight is never cancelled: a blocking pop abandoned midway could still move a job
+    /// into this worker's processing list with nobody to process it. Shutdown is therefore checked
+    /// between claims (at most [`CLAIM_WAIT`] late), and housekeeping runs in a task of its own.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!("worker started");
+        let housekeeping = tokio::spawn({
+            let worker = self.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                let mut every = tokio::time::interval(HOUSEKEEPING_EVERY);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = every.tick() => worker.housekeeping().await,
+                    }
+                }
+            }
+        });
+        'jobs: while !shutdown.is_cancelled() {
+            let job = match self.queue.claim(CLAIM_WAIT).await {
+                Ok(Some(job)) => job,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming a job failed; retrying");
+                    if pause(&shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            while let Err(e) = self.process(&job).await {
+                tracing::warn!(error = %format!("{e:#}"), "job failed; retrying it");
+                if pause(&shutdown).await {
+                    break 'jobs;
+                }
+            }
+        }
+        let _ = housekeeping.await;
+        if let Queue::Redis(q) = &self.queue
+            && let Err(e) = q.retire().await
+        {
+            tracing::warn!(error = %e, "could not hand back claimed jobs; they return after the visibility timeout");
+        }
+        tracing::info!("worker stopped");
+    }
+
+    async fn housekeeping(&self) {
+        if let Queue::Redis(q) = &self.queue
+            && let Err(e) = q.heartbeat().await
+        {
+            tracing::warn!(error = %e, "worker heartbeat failed");
+        }
+        match self.queue.requeue_abandoned().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(jobs = n, "re-queued abandoned jobs"),
+            Err(e) => tracing::warn!(error = %e, "looking for abandoned jobs failed"),
+        }
+    }
+}
+
+/// Waits [`RETRY_PAUSE`]; true if shutdown came first.
+async fn pause(shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(RETRY_PAUSE) => false,
+    }
+}

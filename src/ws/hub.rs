@@ -1,0 +1,258 @@
+//! The hub: which local sockets listen on which channel, and who is present on presence channels.
+//! It holds only each socket's [`Outbox`]; socket I/O and per-connection state live in the
+//! connection task. Delivery never blocks: a socket whose outbox is full is evicted (4100).
+
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard},
+};
+
+use axum::extract::ws::Utf8Bytes;
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc};
+
+use crate::{
+    bus::{Broadcast, Target},
+    domain::{ChannelName, UserChannel},
+    protocol::{SocketId, frames},
+};
+
+/// The sending side of one socket's bounded outbox.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    tx: mpsc::Sender<Utf8Bytes>,
+    evict: Arc<Notify>,
+}
+
+impl Outbox {
+    /// An outbox holding at most `capacity` frames; the connection task reads the receiver and
+    /// closes the socket with 4100 when `evicted` fires.
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Utf8Bytes>, Arc<Notify>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let evict = Arc::new(Notify::new());
+        (
+            Self {
+                tx,
+                evict: evict.clone(),
+            },
+            rx,
+            evict,
+        )
+    }
+
+    /// Queues a frame without waiting; a full outbox evicts the socket instead.
+    pub fn send(&self, frame: Utf8Bytes) {
+        match self.tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.evict.notify_one(),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+type Sockets = HashMap<SocketId, Outbox>;
+
+/// A user on a presence channel, with how many local sockets it has there.
+struct Member {
+    info: Value,
+    sockets: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Every channel except users' own private channels.
+    channels: HashMap<ChannelName, Sockets>,
+    /// `private-individual.message.N` / `private-group.message.N`, keyed by user.
+    user_channels: HashMap<UserChannel, Sockets>,
+    /// Presence channel → user id → member.
+    presence: HashMap<ChannelName, HashMap<String, Member>>,
+    sockets: usize,
+}
+
+/// Counters an admin or a metrics scrape reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubStats {
+    pub connections: usize,
+    pub channels: usize,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    inner: RwLock<Inner>,
+}
+
+impl Hub {
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a connection in (call once per socket, with [`Hub::disconnected`] at the end).
+    pub fn connected(&self) {
+        self.write().sockets += 1;
+    }
+
+    pub fn disconnected(&self) {
+        let mut inner = self.write();
+        inner.sockets = inner.sockets.saturating_sub(1);
+    }
+
+    pub fn stats(&self) -> HubStats {
+        let inner = self.read();
+        HubStats {
+            connections: inner.sockets,
+            channels: inner.channels.len() + inner.user_channels.len(),
+        }
+    }
+
+    /// Adds a socket to a public or private channel.
+    pub fn subscribe(&self, channel: &ChannelName, socket: SocketId, outbox: &Outbox) {
+        let mut inner = self.write();
+        match channel.user_channel() {
+            Some(uc) => inner
+                .user_channels
+                .entry(uc)
+                .or_default()
+                .insert(socket, outbox.clone()),
+            None => inner
+                .channels
+                .entry(channel.clone())
+                .or_default()
+                .insert(socket, outbox.clone()),
+        };
+    }
+
+    /// Removes a socket from a channel (presence membership included).
+    pub fn unsubscribe(&self, channel: &ChannelName, socket: SocketId, presence_user: Option<&str>) {
+        let mut inner = self.write();
+        match channel.user_channel() {
+            Some(uc) => remove_socket(&mut inner.user_channels, uc, socket),
+            None => remove_socket(&mut inner.channels, channel.clone(), socket),
+        }
+        let Some(user) = presence_user else { return };
+        let Some(members) = inner.presence.get_mut(channel) else {
+            return;
+        };
+        let gone = match members.get_mut(user) {
+            Some(m) if m.sockets > 1 => {
+                m.sockets -= 1;
+                false
+            }
+            Some(_) => {
+                members.remove(user);
+                true
+            }
+            None => false,
+        };
+        if members.is_empty() {
+            inner.presence.remove(channel);
+        }
+        if gone && let Some(subscribers) = inner.channels.get(channel) {
+            let frame = Utf8Bytes::from(frames::member_removed(channel.as_str(), user));
+            subscribers.values().for_each(|o| o.send(frame.clone()));
+        }
+    }
+
+    /// Adds a socket to a presence channel as `user`: queues `subscription_succeeded` with the
+    /// members (each user once) on its outbox, and tells the others when this is the user's first
+    /// socket there. Both happen under one lock, so no member change is seen out of order.
+    pub fn join_presence(&self, channel: &ChannelName, socket: SocketId, outbox: &Outbox, user: &str, info: Value) {
+        let mut inner = self.write();
+        let members = inner.presence.entry(channel.clone()).or_default();
+        let first = match members.entry(user.to_owned()) {
+            Entry::Occupied(mut m) => {
+                m.get_mut().sockets += 1;
+                false
+            }
+            Entry::Vacant(v) => {
+                v.insert(Member {
+                    info: info.clone(),
+                    sockets: 1,
+                });
+                true
+            }
+        };
+        let list: Vec<(String, Value)> = members.iter().map(|(id, m)| (id.clone(), m.info.clone())).collect();
+        outbox.send(frames::subscription_succeeded(channel.as_str(), Some(&list)).into());
+        let subscribers = inner.channels.entry(channel.clone()).or_default();
+        if first {
+            let frame = Utf8Bytes::from(frames::member_added(channel.as_str(), user, &info));
+            subscribers.values().for_each(|o| o.send(frame.clone()));
+        }
+        subscribers.insert(socket, outbox.clone());
+    }
+
+    /// Users present on a presence channel on this node: `(user id, user_info, sockets)`.
+    pub fn presence(&self, channel: &ChannelName) -> Vec<(String, Value, usize)> {
+        self.read()
+            .presence
+            .get(channel)
+            .map(|m| {
+                m.iter()
+                    .map(|(id, m)| (id.clone(), m.info.clone(), m.sockets))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Delivers a broadcast to the local sockets it targets. The payload is encoded once; each
+    /// further channel costs one concatenation, each further socket one reference count.
+    pub fn dispatch(&self, b: &Broadcast) {
+        let event = frames::EventFrame::new(&b.event, &b.data, b.user_id.as_deref());
+        let inner = self.read();
+        let deliver = |channel: &str, sockets: &Sockets| {
+            let frame = Utf8Bytes::from(event.for_channel(channel));
+            for (id, outbox) in sockets {
+                if Some(*id) != b.except {
+                    outbox.send(frame.clone());
+                }
+            }
+        };
+        match &b.target {
+            Target::Channel { channel } => {
+                if let Ok(name) = ChannelName::parse(channel) {
+                    match name.user_channel() {
+                        Some(uc) => inner.user_channels.get(&uc).map(|s| deliver(channel, s)),
+                        None => inner.channels.get(&name).map(|s| deliver(channel, s)),
+                    };
+                }
+            }
+            Target::Individual { users } => {
+                for user in users {
+                    let uc = UserChannel::Individual(*user);
+                    if let Some(s) = inner.user_channels.get(&uc) {
+                        deliver(&uc.name(), s);
+                    }
+                }
+            }
+            Target::Group { users } => {
+                for user in users {
+                    let uc = UserChannel::Group(*user);
+                    if let Some(s) = inner.user_channels.get(&uc) {
+                        deliver(&uc.name(), s);
+                    }
+                }
+            }
+            Target::EveryGroupChannel => {
+                for (uc, s) in &inner.user_channels {
+                    if matches!(uc, UserChannel::Group(_)) {
+                        deliver(&uc.name(), s);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Removes `socket` from `key`'s set, dropping the set when it empties.
+fn remove_socket<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Sockets>, key: K, socket: SocketId) {
+    if let Entry::Occupied(mut e) = map.entry(key) {
+        e.get_mut().remove(&socket);
+        if e.get().is_empty() {
+            e.remove();
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! WebSocket server at `GET /app/{key}`, speaking the Pusher Channels protocol v7.
+//!
+//! The handshake checks the app key, the protocol version and the `Origin` (allow-list); each
+//! accepted socket then runs in its own task ([`connection`]) with a bounded outbox registered in
+//! the [`hub::Hub`].
+
+pub mod connection;
+pub mod hub;
+mod session;
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    extract::{Path, Query, State, WebSocketUpgrade},
+    http::{HeaderMap, header},
+    response::Response,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{bus::Bus, config::Config, http::origin::origin_allowed, protocol::ProtocolError, state::AppState};
+
+/// Largest WebSocket message or frame accepted at all. Messages over Pusher's 10 KB but under this
+/// get a `pusher:error` and the connection stays; larger ones close it (1009).
+const MAX_WS_MESSAGE: usize = 64 * 1024;
+/// Bytes read from the socket at a time. tungstenite's default is 128 KiB per socket, allocated
+/// up front: for many idle connections that is the whole memory bill. Pusher frames are small.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// What every connection task shares.
+#[derive(Clone)]
+pub struct WsContext {
+    pub config: Arc<Config>,
+    pub hub: Arc<hub::Hub>,
+    pub bus: Bus,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+/// `GET /app/{key}`: upgrade, then either serve the socket or close it with the handshake error.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let ctx = state.ws.clone();
+    let refused = handshake_error(&ctx.config, &key, &params, &headers);
+    let tasks = ctx.tasks.clone();
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(MAX_WS_MESSAGE)
+        .max_frame_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| {
+            tasks.track_future(async move {
+                match refused {
+                    Some(e) => connection::refuse(socket, e).await,
+                    None => connection::serve(socket, ctx).await,
+                }
+            })
+        })
+}
+
+fn handshake_error(
+    config: &Config,
+    key: &str,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Option<ProtocolError> {
+    if key != config.pusher.key {
+        return Some(ProtocolError::AppNotFound);
+    }
+    // pusher-js sends protocol=7; clients that omit it are served protocol 7 as well.
+    if let Some(p) = params.get("protocol")
+        && !matches!(p.parse::<u32>(), Ok(5..=7))
+    {
+        return Some(ProtocolError::UnsupportedProtocol);
+    }
+    match headers.get(header::ORIGIN).map(|o| o.to_str()) {
+        None => None,
+        Some(Ok(origin)) if origin_allowed(origin, headers, config) => None,
+        Some(_) => Some(ProtocolError::OriginNotAllowed),
+    }
+}

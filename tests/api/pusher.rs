@@ -1,0 +1,137 @@
+//! A minimal Pusher-protocol client over tokio-tungstenite, for black-box WebSocket tests.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+
+use crate::helpers::TestApp;
+
+/// How long a test waits for an expected frame.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct PusherClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub socket_id: String,
+    pub activity_timeout: u64,
+}
+
+/// A decoded server frame, with `data` parsed when it was a JSON string.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub event: String,
+    pub channel: Option<String>,
+    pub data: Value,
+    pub raw: Value,
+}
+
+impl PusherClient {
+    /// Connects to `/app/test-key?protocol=7` and reads the handshake.
+    pub async fn connect(app: &TestApp) -> Self {
+        let url = format!(
+            "ws://{}/app/test-key?protocol=7&client=js&version=8.4.0&flash=false",
+            app.addr
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        let mut c = Self {
+            ws,
+            socket_id: String::new(),
+            activity_timeout: 0,
+        };
+        let hello = c.next().await;
+        assert_eq!(hello.event, "pusher:connection_established", "{:?}", hello.raw);
+        assert!(hello.raw["data"].is_string(), "handshake data is a JSON string");
+        c.socket_id = hello.data["socket_id"].as_str().expect("socket_id").to_owned();
+        c.activity_timeout = hello.data["activity_timeout"].as_u64().expect("activity_timeout");
+        c
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, m: Message) {
+        self.ws.send(m).await.expect("send");
+    }
+
+    /// The next text frame (panics after [`FRAME_TIMEOUT`] or on close).
+    pub async fn next(&mut self) -> Frame {
+        self.next_within(FRAME_TIMEOUT).await.expect("a frame arrives in time")
+    }
+
+    /// The next text frame, or `None` if none arrives within `wait` (or the socket closed).
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Frame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??.ok()?;
+            if let Message::Text(text) = msg {
+                let raw: Value = serde_json::from_str(&text).expect("server frames are JSON");
+                let data = match &raw["data"] {
+                    Value::String(s) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
+                    other => other.clone(),
+                };
+                return Some(Frame {
+                    event: raw["event"].as_str().unwrap_or_default().to_owned(),
+                    channel: raw["channel"].as_str().map(str::to_owned),
+                    data,
+                    raw,
+                });
+            }
+        }
+    }
+
+    /// Skips frames until one named `event` arrives.
+    pub async fn expect(&mut self, event: &str) -> Frame {
+        loop {
+            let f = self.next().await;
+            if f.event == event {
+                return f;
+            }
+        }
+    }
+
+    /// Asserts that no channel event (anything but protocol frames) arrives within `wait`.
+    pub async fn expect_no_event(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Some(f) = self.next_within(deadline - tokio::time::Instant::now()).await {
+            assert!(f.event.starts_with("pusher"), "unexpected event {:?}", f.raw);
+        }
+    }
+
+    /// The close code the server ends the connection with (after any remaining frames).
+    pub async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await.ok()? {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code.into()),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Asks the auth endpoint (bearer `token`) to sign `channel` for this socket, then subscribes.
+    /// Returns the `subscription_succeeded` data.
+    pub async fn subscribe(&mut self, app: &TestApp, token: &str, channel: &str) -> Value {
+        let res = app
+            .client
+            .post(app.url("/broadcasting/auth"))
+            .bearer_auth(token)
+            .form(&[("socket_id", self.socket_id.as_str()), ("channel_name", channel)])
+            .send()
+            .await
+            .expect("auth request");
+        assert_eq!(res.status(), StatusCode::OK, "auth for {channel}");
+        let signed: Value = res.json().await.expect("auth json");
+        let mut data = json!({ "channel": channel, "auth": signed["auth"] });
+        if let Some(cd) = signed.get("channel_data") {
+            data["channel_data"] = cd.clone();
+        }
+        self.send(json!({ "event": "pusher:subscribe", "data": data })).await;
+        let ok = self.expect("pusher_internal:subscription_succeeded").await;
+        assert_eq!(ok.channel.as_deref(), Some(channel));
+        ok.data
+    }
+}

@@ -1,0 +1,161 @@
+//! The Pusher protocol at the socket: handshake, ping, refusals, bad frames, signatures.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+
+use crate::{
+    helpers::{Backend, TestApp, backend_tests},
+    pusher::PusherClient,
+};
+
+async fn handshake_gives_a_socket_id_and_answers_ping(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut c = PusherClient::connect(&app).await;
+    let (a, b) = c.socket_id.split_once('.').expect("digits.digits");
+    assert!(!a.is_empty() && a.bytes().all(|x| x.is_ascii_digit()) && b.bytes().all(|x| x.is_ascii_digit()));
+    assert!(c.activity_timeout > 0);
+    c.send(json!({"event": "pusher:ping", "data": {}})).await;
+    assert_eq!(c.next().await.event, "pusher:pong");
+    let other = PusherClient::connect(&app).await;
+    assert_ne!(c.socket_id, other.socket_id);
+}
+
+async fn connect_raw(app: &TestApp, path: &str, origin: Option<&str>) -> PusherlessSocket {
+    let mut req = format!("ws://{}{}", app.addr, path).into_client_request().unwrap();
+    if let Some(o) = origin {
+        req.headers_mut().insert("origin", HeaderValue::from_str(o).unwrap());
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("upgrade");
+    ws
+}
+
+type PusherlessSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The `pusher:error` code and the close code a refused handshake ends with.
+async fn refusal(mut ws: PusherlessSocket) -> (u64, u16) {
+    use futures_util::StreamExt;
+    let mut error_code = 0;
+    while let Some(Ok(msg)) = ws.next().await {
+        match msg {
+            Message::Text(t) => {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                assert_eq!(v["event"], "pusher:error");
+                let data: serde_json::Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+                error_code = data["code"].as_u64().unwrap();
+            }
+            Message::Close(f) => return (error_code, f.map(|f| f.code.into()).unwrap_or(0)),
+            _ => {}
+        }
+    }
+    panic!("socket ended without a close frame");
+}
+
+async fn refused_handshakes_close_with_their_codes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ws = connect_raw(&app, "/app/wrong-key?protocol=7", None).await;
+    assert_eq!(refusal(ws).await, (4001, 4001), "unknown app key");
+    let ws = connect_raw(&app, "/app/test-key?protocol=3", None).await;
+    assert_eq!(refusal(ws).await, (4007, 4007), "unsupported protocol");
+    let ws = connect_raw(&app, "/app/test-key?protocol=7", Some("https://evil.example")).await;
+    assert_eq!(refusal(ws).await, (4009, 4009), "origin not allowed");
+    // The server's own origin is allowed.
+    let own = format!("http://{}", app.addr);
+    let mut ws = connect_raw(&app, "/app/test-key?protocol=7", Some(&own)).await;
+    use futures_util::StreamExt;
+    let first = ws.next().await.unwrap().unwrap();
+    assert!(first.to_text().unwrap().contains("pusher:connection_established"));
+}
+
+async fn bad_frames_get_an_error_and_the_connection_stays(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut c = PusherClient::connect(&app).await;
+    for bad in [
+        Message::text("not json"),
+        Message::text(r#"{"event":"pusher:subscribe"}"#),
+        Message::text(r#"{"event":"whatever","data":{}}"#),
+        Message::binary(vec![1u8, 2, 3]),
+        Message::text(format!(
+            r#"{{"event":"client-x","channel":"private-a","data":"{}"}}"#,
+            "x".repeat(11_000)
+        )),
+    ] {
+        c.send_raw(bad).await;
+        let e = c.expect("pusher:error").await;
+        assert_eq!(e.data["code"], 4301, "{:?}", e.raw);
+        assert!(e.data["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    c.send(json!({"event": "pusher:ping"})).await;
+    assert_eq!(c.expect("pusher:pong").await.event, "pusher:pong");
+}
+
+async fn forged_or_missing_signatures_are_refused_with_the_channel(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.user("zoe").await;
+    let mut c = PusherClient::connect(&app).await;
+    let channel = format!("private-individual.message.{}", user.id);
+    c.send(json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": "test-key:0000"}}))
+        .await;
+    let e = c.expect("pusher:subscription_error").await;
+    assert_eq!(e.channel.as_deref(), Some(channel.as_str()));
+    assert_eq!(e.data["status"], 401);
+    c.send(json!({"event": "pusher:subscribe", "data": {"channel": "presence-online"}}))
+        .await;
+    assert_eq!(
+        c.expect("pusher:subscription_error").await.channel.as_deref(),
+        Some("presence-online")
+    );
+    // A signature made for another socket does not work here (no replay).
+    let mut other = PusherClient::connect(&app).await;
+    let res = app
+        .client
+        .post(app.url("/broadcasting/auth"))
+        .bearer_auth(&user.token)
+        .form(&[
+            ("socket_id", other.socket_id.as_str()),
+            ("channel_name", channel.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let auth: serde_json::Value = res.json().await.unwrap();
+    c.send(json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth["auth"]}}))
+        .await;
+    assert_eq!(c.expect("pusher:subscription_error").await.data["status"], 401);
+    other
+        .send(json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth["auth"]}}))
+        .await;
+    other.expect("pusher_internal:subscription_succeeded").await;
+    // Public channels need no signature.
+    c.send(json!({"event": "pusher:subscribe", "data": {"channel": "news"}}))
+        .await;
+    assert_eq!(
+        c.expect("pusher_internal:subscription_succeeded")
+            .await
+            .channel
+            .as_deref(),
+        Some("news")
+    );
+}
+
+async fn shutdown_closes_sockets_with_4200(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut c = PusherClient::connect(&app).await;
+    let stopping = tokio::spawn(async move { app.stop().await });
+    let e = c.expect("pusher:error").await;
+    assert_eq!(e.data["code"], 4200);
+    assert_eq!(c.close_code().await, Some(4200), "clients reconnect after 4200");
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("stops")
+        .unwrap();
+}
+
+backend_tests!(
+    handshake_gives_a_socket_id_and_answers_ping,
+    refused_handshakes_close_with_their_codes,
+    bad_frames_get_an_error_and_the_connection_stays,
+    forged_or_missing_signatures_are_refused_with_the_channel,
+    shutdown_closes_sockets_with_4200,
+);

@@ -1,0 +1,538 @@
+// Shared plumbing for the client suite: starts a real `chatbox serve` process on a random port with
+// an isolated backend, and hands out the clients a browser application would use (pusher-js and
+// laravel-echo), plus a raw WebSocket for protocol-level checks.
+//
+// Environment:
+//   CHATBOX_BIN             the server binary (default: <repo>/target/debug/chatbox, or
+//                           $CARGO_TARGET_DIR/debug/chatbox when CARGO_TARGET_DIR is set)
+//   CHATBOX_NODE_BACKEND    `embedded` (default: SQLite, in-process bus) or `mysql-redis`
+//   CHATBOX_TEST_MYSQL_URL  for mysql-redis: server URL without a database (mysql://root@127.0.0.1:3306)
+//   CHATBOX_TEST_REDIS_URL  for mysql-redis: redis://127.0.0.1:6379
+//   CHATBOX_NODE_LOG=1      copy the server's log lines to this process's stderr
+
+import { spawn, execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import Echo from 'laravel-echo';
+import Pusher from 'pusher-js';
+import WebSocket from 'ws';
+
+export const APP_KEY = 'node-key';
+const APP_ID = 'node-app';
+const APP_SECRET = 'node-secret';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '..', '..');
+
+const START_TIMEOUT_MS = 30_000;
+const STOP_GRACE_MS = 5_000;
+const LOG_LINES_KEPT = 400;
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export const randomHex = (bytes = 4) => randomBytes(bytes).toString('hex');
+
+/** A user name that no other test uses (names are unique server-side; at most 40 chars). */
+export const uniqueName = (base) => `${base}-${randomHex(4)}`;
+
+/**
+ * Waits until something happens, or rejects with a message naming what was awaited.
+ *
+ * - `waitFor(() => value, ms, what)` polls the predicate every 10 ms and resolves with its first
+ *   truthy value.
+ * - `waitFor({ target, event }, ms, what)` resolves with the first emission of `event` on
+ *   `target` (a pusher-js channel or connection: `bind`/`unbind`; or a Node EventEmitter).
+ */
+export function waitFor(what, timeoutMs = 5_000, description = undefined) {
+  const label =
+    description ?? (typeof what === 'function' ? what.toString() : `event "${what.event}"`);
+  return new Promise((resolve, reject) => {
+    let done = false;
+    let cleanup = () => {};
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      cleanup();
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${label}`));
+    }, timeoutMs);
+    const finish = (value) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      cleanup();
+      resolve(value);
+    };
+
+    if (typeof what === 'function') {
+      const poll = setInterval(() => {
+        let value;
+        try {
+          value = what();
+        } catch (e) {
+          done = true;
+          clearTimeout(timer);
+          clearInterval(poll);
+          reject(e);
+          return;
+        }
+        if (value) finish(value);
+      }, 10);
+      cleanup = () => clearInterval(poll);
+      return;
+    }
+
+    const { target, event } = what;
+    const handler = (...args) => finish(args.length <= 1 ? args[0] : args);
+    if (typeof target.bind === 'function' && typeof target.unbind === 'function') {
+      target.bind(event, handler);
+      cleanup = () => target.unbind(event, handler);
+    } else {
+      target.on(event, handler);
+      cleanup = () => target.off(event, handler);
+    }
+  });
+}
+
+/**
+ * Resolves once a channel's subscription succeeded; rejects if it failed (with the
+ * `pusher:subscription_error` payload in the message) or took longer than `timeoutMs`.
+ * Takes a laravel-echo channel or a pusher-js channel.
+ */
+export function subscribed(channel, timeoutMs = 10_000, what = channel.name) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what} to be subscribed`)),
+      timeoutMs,
+    );
+    const ok = () => {
+      clearTimeout(timer);
+      resolve(channel);
+    };
+    const failed = (err) => {
+      clearTimeout(timer);
+      reject(new Error(`subscription to ${what} failed: ${JSON.stringify(err)}`));
+    };
+    if (typeof channel.subscribed === 'function') {
+      // laravel-echo channel
+      channel.subscribed(ok);
+      channel.error(failed);
+    } else if (channel.subscribed) {
+      // pusher-js channel, already subscribed
+      ok();
+    } else {
+      channel.bind('pusher:subscription_succeeded', ok);
+      channel.bind('pusher:subscription_error', failed);
+    }
+  });
+}
+
+/** Ids compared as strings, as the protocol asks (presence ids may be numbers or strings). */
+export const sameId = (x, y) => String(x) === String(y);
+
+function binaryPath() {
+  if (process.env.CHATBOX_BIN) return path.resolve(process.env.CHATBOX_BIN);
+  const targetDir = process.env.CARGO_TARGET_DIR
+    ? path.resolve(REPO, process.env.CARGO_TARGET_DIR)
+    : path.join(REPO, 'target');
+  return path.join(targetDir, 'debug', 'chatbox');
+}
+
+function backendEnv(workDir) {
+  const backend = process.env.CHATBOX_NODE_BACKEND || 'embedded';
+  if (backend === 'embedded') {
+    return { env: { DATABASE_URL: `sqlite://${path.join(workDir, 'chatbox.db')}` }, cleanup: async () => {} };
+  }
+  if (backend === 'mysql-redis') {
+    const mysqlUrl = process.env.CHATBOX_TEST_MYSQL_URL;
+    const redisUrl = process.env.CHATBOX_TEST_REDIS_URL;
+    const missing = [
+      !mysqlUrl && 'CHATBOX_TEST_MYSQL_URL (like mysql://root@127.0.0.1:3306)',
+      !redisUrl && 'CHATBOX_TEST_REDIS_URL (like redis://127.0.0.1:6379)',
+    ].filter(Boolean);
+    if (missing.length) {
+      throw new Error(`CHATBOX_NODE_BACKEND=mysql-redis needs ${missing.join(' and ')}`);
+    }
+    const suffix = randomHex(6);
+    const database = `chatbox_node_${suffix}`;
+    return {
+      env: {
+        DATABASE_URL: `${mysqlUrl.replace(/\/+$/, '')}/${database}`,
+        REDIS_URL: redisUrl,
+        REDIS_PREFIX: `chatbox-node-${suffix}:`,
+      },
+      cleanup: () => dropMysqlDatabase(mysqlUrl, database),
+    };
+  }
+  throw new Error(`CHATBOX_NODE_BACKEND must be "embedded" or "mysql-redis", not "${backend}"`);
+}
+
+/** Best effort: drops the per-run database with the `mysql` client when it is installed. */
+function dropMysqlDatabase(mysqlUrl, database) {
+  const url = new URL(mysqlUrl);
+  const args = [
+    '--protocol=tcp',
+    '-h', url.hostname || '127.0.0.1',
+    '-P', url.port || '3306',
+    `-u${decodeURIComponent(url.username || 'root')}`,
+    '-e', `DROP DATABASE IF EXISTS \`${database}\``,
+  ];
+  const env = { ...process.env };
+  if (url.password) env.MYSQL_PWD = decodeURIComponent(url.password);
+  return new Promise((resolve) => {
+    execFile('mysql', args, { env, timeout: 10_000 }, () => resolve());
+  });
+}
+
+/**
+ * Starts `chatbox serve` on 127.0.0.1 with a random port and a fresh backend. Resolves once the
+ * server logged "chatbox is serving". Call `stop()` when done (the test file's `after` hook).
+ */
+export async function startServer() {
+  const bin = binaryPath();
+  if (!existsSync(bin)) {
+    throw new Error(
+      `chatbox binary not found at ${bin}: build it with \`cargo build\` at the repository root, ` +
+        'or point CHATBOX_BIN (or CARGO_TARGET_DIR) at it',
+    );
+  }
+  const workDir = mkdtempSync(path.join(tmpdir(), 'chatbox-node-'));
+  let backend;
+  try {
+    backend = backendEnv(workDir);
+  } catch (e) {
+    rmSync(workDir, { recursive: true, force: true });
+    throw e;
+  }
+
+  const env = { ...process.env };
+  for (const name of ['DATABASE_URL', 'REDIS_URL', 'REDIS_PREFIX', 'ALLOWED_ORIGINS', 'ADMIN_EMAILS']) {
+    delete env[name];
+  }
+  Object.assign(env, {
+    BIND: '127.0.0.1:0',
+    LOG_FORMAT: 'json',
+    PUSHER_APP_ID: APP_ID,
+    PUSHER_APP_KEY: APP_KEY,
+    PUSHER_APP_SECRET: APP_SECRET,
+    RUST_LOG: 'info',
+    ...backend.env,
+  });
+
+  // The working directory is the temp dir, so a developer's `.env` in the repository is not read.
+  const child = spawn(bin, ['serve'], { cwd: workDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = [];
+  const echoLog = process.env.CHATBOX_NODE_LOG === '1';
+  let exit = null;
+  const exited = new Promise((resolve) => {
+    child.on('close', (code, signal) => {
+      exit = { code, signal };
+      resolve(exit);
+    });
+  });
+  let onLine = () => {};
+  let partial = '';
+  // Keep reading stderr for the whole run: a full pipe would block the server's logging.
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (chunk) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop();
+    for (const line of lines) {
+      log.push(line);
+      if (log.length > LOG_LINES_KEPT) log.shift();
+      if (echoLog) process.stderr.write(`[chatbox] ${line}\n`);
+      onLine(line);
+    }
+  });
+  child.stdout.resume();
+  const logTail = (n = 60) => log.slice(-n).join('\n');
+
+  let port;
+  try {
+    port = await new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`chatbox did not report "chatbox is serving" within ${START_TIMEOUT_MS} ms`)),
+        START_TIMEOUT_MS,
+      );
+      child.on('error', (e) => {
+        clearTimeout(timer);
+        reject(new Error(`cannot start ${bin}: ${e.message}`));
+      });
+      exited.then(({ code, signal }) => {
+        clearTimeout(timer);
+        reject(new Error(`chatbox exited during start-up (code ${code}, signal ${signal})`));
+      });
+      onLine = (line) => {
+        let entry;
+        try {
+          entry = JSON.parse(line);
+        } catch {
+          return;
+        }
+        if (entry?.fields?.message === 'chatbox is serving') {
+          const match = /:(\d+)$/.exec(String(entry.fields.addr ?? ''));
+          clearTimeout(timer);
+          if (match) resolve(Number(match[1]));
+          else reject(new Error(`cannot read a port from the "chatbox is serving" line: ${line}`));
+        }
+      };
+    });
+  } catch (e) {
+    if (!exit) child.kill('SIGKILL');
+    await exited;
+    await backend.cleanup();
+    rmSync(workDir, { recursive: true, force: true });
+    throw new Error(`${e.message}\n--- chatbox stderr ---\n${logTail(200)}`);
+  }
+  onLine = () => {};
+
+  return new ChatboxServer({ child, port, exited, getExit: () => exit, logTail, workDir, backend });
+}
+
+class ChatboxServer {
+  #child;
+  #exited;
+  #getExit;
+  #workDir;
+  #backend;
+  #clients = new Set();
+
+  constructor({ child, port, exited, getExit, logTail, workDir, backend }) {
+    this.#child = child;
+    this.#exited = exited;
+    this.#getExit = getExit;
+    this.#workDir = workDir;
+    this.#backend = backend;
+    this.port = port;
+    this.base = `http://127.0.0.1:${port}`;
+    this.wsBase = `ws://127.0.0.1:${port}`;
+    /** The last lines the server logged, for failure messages. */
+    this.logTail = logTail;
+  }
+
+  /** `fetch` against the server with a bearer token and a JSON body; the body is parsed when JSON. */
+  async api(token, method, urlPath, body = undefined) {
+    const headers = { accept: 'application/json' };
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await fetch(this.base + urlPath, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let json = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      // not JSON: callers look at `text`
+    }
+    return { status: res.status, body: json, text, headers: res.headers };
+  }
+
+  /** POST /api/register; resolves with `{user, token}` (asserts the 201). */
+  async register(name) {
+    const res = await this.api(null, 'POST', '/api/register', {
+      name,
+      email: `${name}@example.com`,
+      password: `password-${name}`,
+    });
+    if (res.status !== 201 || !res.body?.user || !res.body?.token) {
+      throw new Error(`POST /api/register for ${name}: expected 201 {user, token}, got ${res.status} ${res.text}`);
+    }
+    return res.body;
+  }
+
+  /** POST /broadcasting/auth the way pusher-js sends it (form-encoded). */
+  async channelAuth(token, socketId, channelName) {
+    const res = await fetch(`${this.base}/broadcasting/auth`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
+      body: new URLSearchParams({ socket_id: socketId, channel_name: channelName }).toString(),
+    });
+    return { status: res.status, text: await res.text() };
+  }
+
+  /**
+   * A pusher-js client authorised as the owner of `token`. Channel authorisation goes through
+   * pusher-js's own default `ajax` authorizer (its Node build ships an XMLHttpRequest), so the
+   * server sees the same form-encoded POST a browser sends.
+   */
+  pusher(token) {
+    const client = new Pusher(APP_KEY, {
+      wsHost: '127.0.0.1',
+      wsPort: this.port,
+      forceTLS: false,
+      enabledTransports: ['ws'],
+      disableStats: true,
+      cluster: 'mt1',
+      channelAuthorization: {
+        endpoint: `${this.base}/broadcasting/auth`,
+        transport: 'ajax',
+        headers: { Authorization: `Bearer ${token}` },
+      },
+    });
+    this.#clients.add(client);
+    return client;
+  }
+
+  /** A laravel-echo instance (pusher broadcaster) authorised as the owner of `token`. */
+  echo(token) {
+    const echo = new Echo({
+      broadcaster: 'pusher',
+      key: APP_KEY,
+      wsHost: '127.0.0.1',
+      wsPort: this.port,
+      forceTLS: false,
+      enabledTransports: ['ws'],
+      disableStats: true,
+      cluster: 'mt1',
+      Pusher,
+      authEndpoint: `${this.base}/broadcasting/auth`,
+      auth: { headers: { Authorization: `Bearer ${token}` } },
+    });
+    this.#clients.add(echo.connector.pusher);
+    return echo;
+  }
+
+  /** A raw WebSocket on `urlPath` (e.g. `/app/node-key?protocol=7`) that records every frame. */
+  raw(urlPath) {
+    const socket = new RawSocket(this.wsBase + urlPath);
+    this.#clients.add(socket);
+    return socket;
+  }
+
+  /** Disconnects every client handed out, then stops the server (SIGTERM; SIGKILL after 5 s). */
+  async stop() {
+    for (const client of this.#clients) {
+      try {
+        client.disconnect();
+      } catch {
+        // already closed
+      }
+    }
+    this.#clients.clear();
+    const early = this.#getExit();
+    if (early) {
+      process.stderr.write(
+        `chatbox had exited before the end of the file (code ${early.code}, signal ${early.signal})\n` +
+          `--- chatbox stderr ---\n${this.logTail(200)}\n`,
+      );
+    } else {
+      this.#child.kill('SIGTERM');
+      const timer = setTimeout(() => {
+        process.stderr.write(`chatbox did not stop within ${STOP_GRACE_MS} ms of SIGTERM: killing it\n`);
+        this.#child.kill('SIGKILL');
+      }, STOP_GRACE_MS);
+      await this.#exited;
+      clearTimeout(timer);
+    }
+    await this.#backend.cleanup();
+    rmSync(this.#workDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A plain `ws` WebSocket that keeps every frame it receives. Each frame is kept as parsed JSON
+ * with `payload` = `data` decoded once more when the server sent it as a string (the protocol's
+ * double encoding); a frame that is not JSON is kept as `{ unparsable: text }`.
+ */
+export class RawSocket {
+  constructor(url) {
+    this.url = url;
+    this.frames = [];
+    this.cursor = 0;
+    this.closed = null;
+    this.error = null;
+    this.ws = new WebSocket(url);
+    this.ws.on('message', (data) => {
+      const text = data.toString();
+      let frame;
+      try {
+        frame = JSON.parse(text);
+      } catch {
+        frame = { unparsable: text };
+      }
+      if (frame && typeof frame.data === 'string') {
+        try {
+          frame.payload = JSON.parse(frame.data);
+        } catch {
+          frame.payload = frame.data;
+        }
+      } else if (frame) {
+        frame.payload = frame.data;
+      }
+      this.frames.push(frame);
+    });
+    this.ws.on('close', (code, reason) => {
+      this.closed = { code, reason: reason.toString() };
+    });
+    this.ws.on('error', (e) => {
+      this.error = e;
+    });
+  }
+
+  send(object) {
+    this.ws.send(JSON.stringify(object));
+  }
+
+  sendText(text) {
+    this.ws.send(text);
+  }
+
+  /**
+   * The next frame (after those already returned) for which `predicate` holds; frames skipped on
+   * the way are consumed.
+   */
+  async next(predicate, timeoutMs = 5_000, what = 'a matching frame') {
+    const found = await waitFor(
+      () => {
+        const index = this.frames.findIndex((f, i) => i >= this.cursor && predicate(f));
+        if (index >= 0) return { index };
+        if (this.error) throw new Error(`${this.url}: ${this.error.message} while waiting for ${what}`);
+        return null;
+      },
+      timeoutMs,
+      `${what} on ${this.url} (frames so far: ${JSON.stringify(this.frames)})`,
+    );
+    this.cursor = found.index + 1;
+    return this.frames[found.index];
+  }
+
+  /** The next frame whose `event` is `event`. */
+  nextEvent(event, timeoutMs = 5_000) {
+    return this.next((f) => f.event === event, timeoutMs, `"${event}"`);
+  }
+
+  async waitClosed(timeoutMs = 5_000) {
+    return waitFor(() => this.closed, timeoutMs, `${this.url} to close`);
+  }
+
+  disconnect() {
+    if (this.ws.readyState === WebSocket.CONNECTING || this.ws.readyState === WebSocket.OPEN) {
+      this.ws.terminate();
+    }
+  }
+}
+
+/** Every frame a pusher-js client receives, whatever the channel (for "nothing arrived" checks). */
+export function recordFrames(pusherClient) {
+  const frames = [];
+  pusherClient.connection.bind('message', (event) => frames.push(event));
+  return frames;
+}
+
+/** Resolves once a pusher-js client is connected (socket id known). */
+export function connected(pusherClient, timeoutMs = 10_000) {
+  return waitFor(
+    () => pusherClient.connection.state === 'connected' && pusherClient.connection.socket_id,
+    timeoutMs,
+    'the pusher-js connection to be established',
+  );
+}
