@@ -86,11 +86,12 @@ impl App {
         let (relay, relay_rx) = relay::Relay::new();
         let state = AppState {
             config: config.clone(),
-            store,
+            store: store.clone(),
             login_throttle: Arc::default(),
             relay,
             ws: WsContext {
                 config,
+                store: store.clone(),
                 hub,
                 bus: delivery.bus.clone(),
                 shutdown: shutdown.clone(),

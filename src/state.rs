@@ -14,3 +14,22 @@ pub struct AppState {
     /// Hub, bus and shutdown for WebSocket connections.
     pub ws: WsContext,
 }
+
+impl AppState {
+    /// Hands a committed outbox row to the relay (never waits).
+    pub fn hand_over(&self, outbox_id: i64, job_json: &str) {
+        self.relay
+            .hand_over(outbox_id, crate::queue::Envelope::raw(outbox_id, job_json));
+    }
+
+    /// Queues `job` through the outbox after a change that is already committed. A failure here
+    /// loses only the live event, never data: it is logged, not returned.
+    pub async fn announce(&self, job: Option<crate::queue::Job>) {
+        let Some(job) = job else { return };
+        let json = job.to_json();
+        match self.store.insert_outbox(&json).await {
+            Ok(outbox_id) => self.hand_over(outbox_id, &json),
+            Err(e) => tracing::warn!(error = %crate::telemetry::chain(&e), "event not queued"),
+        }
+    }
+}

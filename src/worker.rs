@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     bus::{Broadcast, Bus, Target},
     domain::GroupId,
-    queue::{Claimed, Envelope, Job, Queue},
+    queue::{Audience, Claimed, Envelope, Job, Queue},
     store::{Destination, Message, Store},
 };
 
@@ -21,6 +21,14 @@ use crate::{
 pub const INDIVIDUAL_EVENT: &str = "App\\Events\\IndividualMessage";
 /// Event name of a group message (laravel-echo: `.listen('GroupMessage')`).
 pub const GROUP_EVENT: &str = "App\\Events\\GroupMessage";
+/// The user was added to a group, or a group it is in was created: `{group}`.
+pub const ADDED_TO_GROUP: &str = "App\\Events\\AddedToGroup";
+/// The user left, was removed, or the group was deleted: `{group_id}`.
+pub const REMOVED_FROM_GROUP: &str = "App\\Events\\RemovedFromGroup";
+/// A group the user is in was renamed or changed members: `{group}`.
+pub const GROUP_UPDATED: &str = "App\\Events\\GroupUpdated";
+/// Someone signed up: `{user: {id, name}}`, to everyone.
+pub const USER_REGISTERED: &str = "App\\Events\\UserRegistered";
 
 /// Longest a blocking claim waits before the loop checks for shutdown again.
 const CLAIM_WAIT: Duration = Duration::from_secs(2);
@@ -69,8 +77,19 @@ impl Worker {
                 return Ok(());
             }
         };
-        let broadcast = match &envelope.job {
-            Job::Message { message } => self.message_broadcast(message).await?,
+        let broadcast = match envelope.job {
+            Job::Message { message } => self.message_broadcast(&message).await?,
+            Job::Event { to, event, data } => Some(Broadcast {
+                target: match to {
+                    Audience::Users { users } => Target::Group { users },
+                    Audience::Everyone => Target::EveryGroupChannel,
+                },
+                event,
+                data: data.to_string(),
+                user_id: None,
+                except: None,
+                message_id: None,
+            }),
         };
         if let Some(b) = &broadcast {
             self.bus.publish(b).await?;
@@ -104,6 +123,7 @@ impl Worker {
             data,
             user_id: None,
             except: None,
+            message_id: Some(message.id),
         }))
     }
 

@@ -10,7 +10,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{domain::UserId, protocol::SocketId, ws::hub::Hub};
+use crate::{
+    domain::{MessageId, UserId},
+    protocol::SocketId,
+    ws::hub::Hub,
+};
 
 /// Who receives a broadcast.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +43,9 @@ pub struct Broadcast {
     /// A socket that must not receive it (the sender of a client event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub except: Option<SocketId>,
+    /// The message this event announces, so a connection never shows one message twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<MessageId>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use super::extract::{CurrentUser, Json};
 use crate::{
     domain::{ClientId, GroupId, MessageBody, UserId},
     error::ApiError,
-    queue::{Envelope, Job},
+    queue::Job,
     state::AppState,
     store::{Destination, Inserted, Message, Sender},
 };
@@ -82,7 +82,7 @@ async fn send(
         id: caller.id(),
         name: caller.user.name.clone(),
     };
-    let job = |m: &Message| serde_json::to_string(&Job::Message { message: m.clone() }).expect("jobs serialise");
+    let job = |m: &Message| Job::Message { message: m.clone() }.to_json();
     match state
         .store
         .insert_message(&sender, to, &text, client_id.as_ref(), job)
@@ -93,7 +93,7 @@ async fn send(
             outbox_id,
             job,
         }) => {
-            state.relay.hand_over(outbox_id, Envelope::raw(outbox_id, &job));
+            state.hand_over(outbox_id, &job);
             Ok((StatusCode::CREATED, Json(json!({ "message": message }))))
         }
         Ok(Inserted::Replay(message)) => Ok((StatusCode::OK, Json(json!({ "message": message })))),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use self::{memory::MemoryQueue, redis::RedisQueue};
-use crate::store::Message;
+use crate::{domain::UserId, store::Message};
 
 /// What a worker does, serialised as JSON on the queue. One job per message, also for groups and
 /// "All" (never one per member).
@@ -24,6 +24,36 @@ use crate::store::Message;
 pub enum Job {
     /// Announce a stored message to its recipient or to every member of its group.
     Message { message: Message },
+    /// Send `event` with `data` on the group channels (`private-group.message.{id}`) of an
+    /// audience: membership changes, new users.
+    Event {
+        to: Audience,
+        event: String,
+        data: serde_json::Value,
+    },
+}
+
+/// Who receives an [`Job::Event`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Audience {
+    Users { users: Vec<UserId> },
+    Everyone,
+}
+
+impl Job {
+    /// An event for some users; `None` when there is nobody to tell.
+    pub fn event_for(users: Vec<UserId>, event: &str, data: serde_json::Value) -> Option<Self> {
+        (!users.is_empty()).then(|| Self::Event {
+            to: Audience::Users { users },
+            event: event.to_owned(),
+            data,
+        })
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("jobs always serialise")
+    }
 }
 
 /// A job as it sits on the queue: the outbox row it came from (unique, so two queued jobs are

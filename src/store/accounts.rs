@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{InsertedId, Store, StoreError, now, on_duplicate, on_pool};
+use super::{Conversation, Cursor, InsertedId, Store, StoreError, conversation_key, now, on_duplicate, on_pool};
 use crate::domain::{Email, GroupId, UserId, UserName};
 
 /// A registered user as stored (without the password hash).
@@ -43,6 +43,27 @@ impl Store {
                 .bind(GroupId::ALL)
                 .bind(id)
                 .bind(created_at)
+                .execute(&mut *tx)
+                .await?;
+            // Cursors and the read mark of "All" start at the newest ids: no history flood.
+            let (newest_message, newest_event): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT COALESCE(MAX(id), 0) FROM messages), (SELECT COALESCE(MAX(id), 0) FROM notifications)",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            for cursor in Cursor::ALL {
+                let at = if cursor == Cursor::NotifiedEvent { newest_event } else { newest_message };
+                sqlx::query("INSERT INTO delivery_cursors (user_id, kind, last_id) VALUES (?, ?, ?)")
+                    .bind(id)
+                    .bind(cursor.key())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("INSERT INTO read_marks (user_id, conversation, last_read_id) VALUES (?, ?, ?)")
+                .bind(id)
+                .bind(conversation_key(Conversation::Group(GroupId::ALL)))
+                .bind(newest_message)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;

@@ -3,8 +3,40 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{InsertedId, Store, StoreError, now, on_pool};
+use serde_json::json;
+
+use super::{Conversation, InsertedId, Store, StoreError, conversation_key, now, on_pool};
 use crate::domain::{GroupId, GroupName, UserId};
+
+/// Records in one transaction that `users` joined `group`: a notification row each
+/// (`group_created` for the owner who created it, `added_to_group` otherwise) and a read mark at
+/// the newest message, so earlier history is readable but not counted unread.
+macro_rules! record_joins {
+    ($tx:expr, $group:expr, $name:expr, $users:expr, $creator:expr, $at:expr) => {{
+        let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM messages").fetch_one(&mut *$tx).await?;
+        for user in $users {
+            let kind = if Some(*user) == $creator { "group_created" } else { "added_to_group" };
+            let payload = json!({ "type": kind, "group": { "id": $group, "name": $name } }).to_string();
+            sqlx::query("INSERT INTO notifications (user_id, payload, created_at) VALUES (?, ?, ?)")
+                .bind(*user)
+                .bind(payload)
+                .bind($at)
+                .execute(&mut *$tx)
+                .await?;
+            sqlx::query("DELETE FROM read_marks WHERE user_id = ? AND conversation = ?")
+                .bind(*user)
+                .bind(conversation_key(Conversation::Group($group)))
+                .execute(&mut *$tx)
+                .await?;
+            sqlx::query("INSERT INTO read_marks (user_id, conversation, last_read_id) VALUES (?, ?, ?)")
+                .bind(*user)
+                .bind(conversation_key(Conversation::Group($group)))
+                .bind(newest)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
 
 /// A group as members see it.
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +83,7 @@ impl Store {
                 row.push_bind(id).push_bind(*user).push_bind(created_at);
             });
             q.build().execute(&mut *tx).await?;
+            record_joins!(tx, GroupId(id), name.as_str(), &member_ids, Some(owner), created_at);
             tx.commit().await?;
             id
         });
@@ -113,5 +146,111 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         }))
+    }
+
+    /// The groups `member` belongs to ("All" first, then by name), with their member ids.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn groups_of(&self, member: UserId) -> Result<Vec<Group>, StoreError> {
+        let (rows, members): (Vec<GroupRow>, Vec<(GroupId, UserId)>) = on_pool!(self, pool => {
+            let rows = sqlx::query_as(
+                "SELECT g.id, g.name, g.owner_id, g.is_all, g.created_at FROM chat_groups g \
+                 JOIN group_members gm ON gm.group_id = g.id AND gm.user_id = ? ORDER BY g.is_all DESC, g.name, g.id",
+            )
+            .bind(member)
+            .fetch_all(pool)
+            .await?;
+            let members = sqlx::query_as(
+                "SELECT gm.group_id, gm.user_id FROM group_members gm \
+                 JOIN group_members mine ON mine.group_id = gm.group_id AND mine.user_id = ? ORDER BY gm.user_id",
+            )
+            .bind(member)
+            .fetch_all(pool)
+            .await?;
+            (rows, members)
+        });
+        let mut by_group: std::collections::HashMap<GroupId, Vec<UserId>> = Default::default();
+        for (g, u) in members {
+            by_group.entry(g).or_default().push(u);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|r| Group {
+                member_ids: by_group.remove(&r.id).unwrap_or_default(),
+                id: r.id,
+                name: r.name,
+                owner_id: r.owner_id,
+                is_all: r.is_all,
+                created_at: r.created_at,
+            })
+            .collect())
+    }
+
+    /// Renames a group.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn rename_group(&self, group: GroupId, name: &GroupName) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE chat_groups SET name = ? WHERE id = ?").bind(name.as_str()).bind(group).execute(pool).await.map(drop)?
+        });
+        Ok(())
+    }
+
+    /// Deletes a group with its members and messages.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn delete_group(&self, group: GroupId) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM chat_groups WHERE id = ? AND is_all = FALSE").bind(group).execute(pool).await.map(drop)?
+        });
+        Ok(())
+    }
+
+    /// Adds `user` to `group`; false if it already was a member.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownReference`] for an unknown user; database errors.
+    pub async fn add_member(&self, group: &Group, user: UserId) -> Result<bool, StoreError> {
+        let at = now();
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let present: Option<i64> = sqlx::query_scalar("SELECT 1 FROM group_members WHERE group_id = ? AND user_id = ?")
+                .bind(group.id)
+                .bind(user)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if present.is_some() {
+                false
+            } else {
+                sqlx::query("INSERT INTO group_members (group_id, user_id, joined_at) VALUES (?, ?, ?)")
+                    .bind(group.id)
+                    .bind(user)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                record_joins!(tx, group.id, group.name.as_str(), &[user], None::<UserId>, at);
+                tx.commit().await?;
+                true
+            }
+        }))
+    }
+
+    /// Removes `user` from `group`; false if it was not a member.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn remove_member(&self, group: GroupId, user: UserId) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query("DELETE FROM group_members WHERE group_id = ? AND user_id = ?")
+                .bind(group)
+                .bind(user)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n > 0)
     }
 }

@@ -39,7 +39,7 @@ pub enum Destination {
 }
 
 #[derive(sqlx::FromRow)]
-struct MessageRow {
+pub(super) struct MessageRow {
     id: MessageId,
     sender_id: UserId,
     sender_name: String,
@@ -89,7 +89,7 @@ pub enum Inserted {
     Replay(Message),
 }
 
-const SELECT_MESSAGE: &str = "SELECT m.id, m.sender_id, u.name AS sender_name, m.recipient_id, m.group_id, m.body, \
+pub(super) const SELECT_MESSAGE: &str = "SELECT m.id, m.sender_id, u.name AS sender_name, m.recipient_id, m.group_id, m.body, \
      m.client_id, m.created_at FROM messages m JOIN users u ON u.id = m.sender_id";
 
 impl Store {
@@ -209,5 +209,21 @@ impl Store {
             q.build().execute(pool).await.map(drop)?
         });
         Ok(())
+    }
+
+    /// Writes a broadcast job to the outbox on its own (for changes that are not messages);
+    /// returns the outbox id.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn insert_outbox(&self, job: &str) -> Result<i64, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query("INSERT INTO outbox (job, created_at) VALUES (?, ?)")
+                .bind(job)
+                .bind(now())
+                .execute(pool)
+                .await?
+                .inserted_id()
+        }))
     }
 }

@@ -7,6 +7,8 @@
 //! `mysql.rs` and `sqlite.rs`.
 
 mod accounts;
+mod chat;
+mod cursors;
 mod groups;
 mod messages;
 mod mysql;
@@ -19,6 +21,8 @@ use sqlx::{MySqlPool, SqlitePool};
 use crate::config::{Config, DatabaseKind};
 
 pub use accounts::User;
+pub use chat::{Conversation, EventRow, Page, Person, Stream, conversation_key};
+pub use cursors::Cursor;
 pub use groups::Group;
 pub use messages::{Destination, Inserted, Message, Sender};
 

@@ -1,18 +1,26 @@
-//! One socket's task: reads client frames and acts on them, and is the only writer of the socket,
-//! draining its bounded outbox. Ends on close, error, eviction (4100), missing pong (4201) or
-//! shutdown (4200), and then removes the socket from every channel.
+//! One socket's task: the only reader and the only writer of its socket. It answers the client's
+//! frames itself, writes what other tasks queued on its bounded outbox, and on a subscription to
+//! the user's own channel first writes the backlog from the store, then the live stream, never the
+//! same message twice. Ends on close, error, eviction (4100), missing pong (4201) or shutdown
+//! (4200), and then removes the socket from every channel.
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::time::{Instant, sleep_until};
 
-use super::{WsContext, hub::Outbox, session::Session};
+use super::{
+    WsContext,
+    hub::{Outbox, Outgoing},
+    session::Session,
+};
 use crate::{
     bus::{Broadcast, Target},
-    domain::{ChannelKind, ChannelName},
+    domain::{ChannelKind, ChannelName, MessageId, UserChannel},
     protocol::{ClientFrame, ProtocolError, SocketId, auth, decode, frames},
+    store::{Cursor, Stream},
+    worker::{GROUP_EVENT, INDIVIDUAL_EVENT},
 };
 
 /// Frames queued for one socket before it counts as too slow and is evicted with 4100.
@@ -25,69 +33,97 @@ const PONG_TIMEOUT: Duration = Duration::from_secs(30);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest presence `user_info` accepted (Pusher: 1 KB).
 const MAX_USER_INFO: usize = 1024;
+/// Backlog messages read from the store per query.
+const BACKLOG_PAGE: u32 = 500;
+/// Message ids remembered per connection to drop repeats (backlog/live seam, redelivered jobs).
+/// Repeats come from the newest messages, so the oldest ids are forgotten first.
+const SEEN_IDS: usize = 4096;
 
 /// Sends the handshake error and closes (unknown app key, bad protocol, origin not allowed).
 pub async fn refuse(mut socket: WebSocket, e: ProtocolError) {
     tracing::debug!(error = %e, "websocket refused at handshake");
+    let _ = write(&mut socket, frames::error(&e).into()).await;
     close(&mut socket, &e).await;
 }
 
 async fn close(socket: &mut WebSocket, e: &ProtocolError) {
-    let _ = write(socket, Message::Text(frames::error(e).into())).await;
     let frame = CloseFrame {
         code: e.code().0,
         reason: e.to_string().into(),
     };
-    let _ = write(socket, Message::Close(Some(frame))).await;
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
 }
 
-async fn write(socket: &mut WebSocket, msg: Message) -> Result<(), ()> {
-    match tokio::time::timeout(WRITE_TIMEOUT, socket.send(msg)).await {
+/// Writes one text frame within [`WRITE_TIMEOUT`].
+async fn write(socket: &mut WebSocket, text: Utf8Bytes) -> Result<(), ()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Text(text))).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
     }
 }
 
+/// Why the loop stopped: the peer went away (nothing to send), or a protocol error to report.
+type Ending = Option<ProtocolError>;
+
 /// Serves one accepted socket until it ends.
-pub async fn serve(mut socket: WebSocket, ctx: WsContext) {
+pub async fn serve(socket: WebSocket, ctx: WsContext) {
     let (outbox, mut rx, evicted) = Outbox::new(OUTBOX_FRAMES);
     let mut conn = Connection {
+        socket,
         id: SocketId::random(),
         outbox,
         session: Session::default(),
+        seen: BTreeSet::new(),
         ctx,
     };
     conn.ctx.hub.connected();
     tracing::debug!(socket = %conn.id, "connected");
-    let ending = async {
-        if write(
-            &mut socket,
-            Message::Text(frames::connection_established(conn.id, ACTIVITY_TIMEOUT.as_secs()).into()),
-        )
-        .await
-        .is_err()
-        {
-            return None;
+    let ending = conn.run(&mut rx, &evicted).await;
+    conn.leave_all();
+    conn.ctx.hub.disconnected();
+    if let Some(e) = ending {
+        if e == ProtocolError::SlowClient {
+            tracing::warn!(socket = %conn.id, "client could not keep up with its events; disconnected (4100)");
         }
+        let _ = conn.write(frames::error(&e)).await;
+        close(&mut conn.socket, &e).await;
+    }
+    tracing::debug!(socket = %conn.id, "disconnected");
+}
+
+struct Connection {
+    socket: WebSocket,
+    id: SocketId,
+    outbox: Outbox,
+    session: Session,
+    /// Ids of messages this connection delivered (bounded, see [`SEEN_IDS`]).
+    seen: BTreeSet<MessageId>,
+    ctx: WsContext,
+}
+
+impl Connection {
+    async fn run(&mut self, rx: &mut tokio::sync::mpsc::Receiver<Outgoing>, evicted: &tokio::sync::Notify) -> Ending {
+        let hello = frames::connection_established(self.id, ACTIVITY_TIMEOUT.as_secs());
+        self.write(hello).await.ok()?;
         let mut deadline = Instant::now() + ACTIVITY_TIMEOUT;
         let mut pinged = false;
         loop {
             tokio::select! {
                 biased;
-                _ = conn.ctx.shutdown.cancelled() => return Some(ProtocolError::ShuttingDown),
+                _ = self.ctx.shutdown.cancelled() => return Some(ProtocolError::ShuttingDown),
                 _ = evicted.notified() => return Some(ProtocolError::SlowClient),
-                Some(frame) = rx.recv() => {
-                    if write(&mut socket, Message::Text(frame)).await.is_err() {
-                        return None;
+                Some(out) = rx.recv() => {
+                    if out.message.is_none_or(|id| self.first_time(id)) {
+                        write(&mut self.socket, out.frame).await.ok()?;
                     }
                 }
-                msg = socket.recv() => {
+                msg = self.socket.recv() => {
                     let Some(Ok(msg)) = msg else { return None };
                     deadline = Instant::now() + ACTIVITY_TIMEOUT;
                     pinged = false;
                     match msg {
-                        Message::Text(text) => conn.handle(&text).await,
-                        Message::Binary(_) => conn.reply_error(&ProtocolError::BinaryFrame),
+                        Message::Text(text) => self.handle(&text).await.ok()?,
+                        Message::Binary(_) => self.write(frames::error(&ProtocolError::BinaryFrame)).await.ok()?,
                         Message::Ping(_) | Message::Pong(_) => {}
                         Message::Close(_) => return None,
                     }
@@ -96,123 +132,179 @@ pub async fn serve(mut socket: WebSocket, ctx: WsContext) {
                     if pinged {
                         return Some(ProtocolError::PongTimeout);
                     }
-                    conn.outbox.send(frames::ping().into());
+                    self.write(frames::ping()).await.ok()?;
                     pinged = true;
                     deadline = Instant::now() + PONG_TIMEOUT;
                 }
             }
         }
     }
-    .await;
-    conn.leave_all();
-    conn.ctx.hub.disconnected();
-    if let Some(e) = ending {
-        if e == ProtocolError::SlowClient {
-            tracing::warn!(socket = %conn.id, "client could not keep up with its events; disconnected (4100)");
+
+    async fn write(&mut self, text: String) -> Result<(), ()> {
+        write(&mut self.socket, text.into()).await
+    }
+
+    /// Records a delivered message id; false if this connection already had it.
+    fn first_time(&mut self, id: MessageId) -> bool {
+        if !self.seen.insert(id) {
+            return false;
         }
-        close(&mut socket, &e).await;
-    }
-    tracing::debug!(socket = %conn.id, "disconnected");
-}
-
-struct Connection {
-    id: SocketId,
-    outbox: Outbox,
-    session: Session,
-    ctx: WsContext,
-}
-
-impl Connection {
-    fn reply(&self, frame: String) {
-        self.outbox.send(Utf8Bytes::from(frame));
+        if self.seen.len() > SEEN_IDS {
+            self.seen.pop_first();
+        }
+        true
     }
 
-    fn reply_error(&self, e: &ProtocolError) {
-        self.reply(frames::error(e));
-    }
-
-    async fn handle(&mut self, text: &str) {
+    /// Acts on one client frame; `Err` when the socket can no longer be written.
+    async fn handle(&mut self, text: &str) -> Result<(), ()> {
         match decode(text) {
-            Err(e) => self.reply_error(&e),
-            Ok(ClientFrame::Ping) => self.reply(frames::pong()),
-            Ok(ClientFrame::Pong) => {}
+            Err(e) => self.write(frames::error(&e)).await,
+            Ok(ClientFrame::Ping) => self.write(frames::pong()).await,
+            Ok(ClientFrame::Pong) => Ok(()),
             Ok(ClientFrame::Subscribe {
                 channel,
                 auth,
                 channel_data,
-            }) => self.subscribe(&channel, auth.as_deref(), channel_data.as_deref()),
+            }) => self.subscribe(&channel, auth.as_deref(), channel_data.as_deref()).await,
             Ok(ClientFrame::Unsubscribe { channel }) => {
                 if let Ok(name) = ChannelName::parse(&channel)
                     && let Some(user) = self.session.subscriptions.remove(&name)
                 {
                     self.ctx.hub.unsubscribe(&name, self.id, user.as_deref());
                 }
+                Ok(())
             }
             Ok(ClientFrame::ClientEvent { event, channel, data }) => self.client_event(event, &channel, data).await,
         }
     }
 
-    fn subscribe(&mut self, raw: &str, signature: Option<&str>, channel_data: Option<&str>) {
-        let refuse = |status: u16, why: &str| self.reply(frames::subscription_error(raw, status, why));
+    async fn subscribe(&mut self, raw: &str, signature: Option<&str>, channel_data: Option<&str>) -> Result<(), ()> {
         let channel = match ChannelName::parse(raw) {
             Ok(c) => c,
-            Err(e) => return refuse(400, &e.message),
+            Err(e) => return self.write(frames::subscription_error(raw, 400, &e.message)).await,
         };
+        if let Some(refusal) = self.refusal(&channel, signature, channel_data) {
+            return self.write(frames::subscription_error(raw, refusal.0, refusal.1)).await;
+        }
         if self.session.subscriptions.contains_key(&channel) {
             // Already subscribed: confirm again, with the current members for presence.
-            let members: Option<Vec<(String, Value)>> = (channel.kind() == ChannelKind::Presence).then(|| {
+            let members = (channel.kind() == ChannelKind::Presence).then(|| {
                 self.ctx
                     .hub
                     .presence(&channel)
                     .into_iter()
-                    .map(|(id, info, _)| (id, info))
-                    .collect()
+                    .map(|p| (p.user_id, p.info))
+                    .collect::<Vec<_>>()
             });
-            return self.reply(frames::subscription_succeeded(raw, members.as_deref()));
+            return self
+                .write(frames::subscription_succeeded(raw, members.as_deref()))
+                .await;
         }
-        if self.session.subscriptions.len() >= super::session::MAX_SUBSCRIPTIONS {
-            return refuse(429, "too many subscriptions on this connection");
+        if channel.kind() == ChannelKind::Presence {
+            let Some((user, info)) = channel_data.and_then(presence_member) else {
+                let why = "channel_data must be {\"user_id\": …, \"user_info\": {…}} under 1 KB";
+                return self.write(frames::subscription_error(raw, 400, why)).await;
+            };
+            let members = self.ctx.hub.join_presence(&channel, self.id, &self.outbox, &user, info);
+            self.session.subscriptions.insert(channel, Some(user));
+            return self.write(frames::subscription_succeeded(raw, Some(&members))).await;
         }
-        if channel.kind() == ChannelKind::PrivateEncrypted {
-            return refuse(400, "encrypted channels are not supported");
-        }
-        let presence_data = (channel.kind() == ChannelKind::Presence).then_some(channel_data.unwrap_or(""));
-        if channel.needs_auth() {
-            let signed = signature
-                .is_some_and(|s| auth::verify(&self.ctx.config.pusher, &self.id.to_string(), raw, presence_data, s));
-            if !signed {
-                return refuse(401, "invalid or missing signature for this socket and channel");
-            }
-        }
-        match presence_data {
-            Some(data) => {
-                let Some((user, info)) = presence_member(data) else {
-                    return refuse(
-                        400,
-                        "channel_data must be {\"user_id\": …, \"user_info\": {…}} under 1 KB",
-                    );
-                };
-                self.ctx.hub.join_presence(&channel, self.id, &self.outbox, &user, info);
-                self.session.subscriptions.insert(channel, Some(user));
-            }
-            None => {
-                self.reply(frames::subscription_succeeded(raw, None));
-                self.ctx.hub.subscribe(&channel, self.id, &self.outbox);
-                self.session.subscriptions.insert(channel, None);
-            }
+        self.write(frames::subscription_succeeded(raw, None)).await?;
+        self.ctx.hub.subscribe(&channel, self.id, &self.outbox);
+        let own = channel.user_channel();
+        self.session.subscriptions.insert(channel, None);
+        match own {
+            Some(uc) => self.send_backlog(uc).await,
+            None => Ok(()),
         }
     }
 
-    async fn client_event(&mut self, event: String, raw: &str, data: String) {
+    /// Why this subscription is refused (status, reason), if it is.
+    fn refusal(
+        &self,
+        channel: &ChannelName,
+        signature: Option<&str>,
+        channel_data: Option<&str>,
+    ) -> Option<(u16, &'static str)> {
+        if self.session.subscriptions.len() >= super::session::MAX_SUBSCRIPTIONS
+            && !self.session.subscriptions.contains_key(channel)
+        {
+            return Some((429, "too many subscriptions on this connection"));
+        }
+        if channel.kind() == ChannelKind::PrivateEncrypted {
+            return Some((400, "encrypted channels are not supported"));
+        }
+        let presence_data = (channel.kind() == ChannelKind::Presence).then_some(channel_data.unwrap_or(""));
+        let signed = !channel.needs_auth()
+            || signature.is_some_and(|s| {
+                auth::verify(
+                    &self.ctx.config.pusher,
+                    &self.id.to_string(),
+                    channel.as_str(),
+                    presence_data,
+                    s,
+                )
+            });
+        (!signed).then_some((401, "invalid or missing signature for this socket and channel"))
+    }
+
+    /// Writes the messages the user has not acknowledged on `channel`, oldest first, marked
+    /// `"backlog": true`. The socket is already subscribed, so live events queue meanwhile and
+    /// any that repeat a backlog message are dropped when drained.
+    async fn send_backlog(&mut self, channel: UserChannel) -> Result<(), ()> {
+        let (cursor, stream, event) = match channel {
+            UserChannel::Individual(_) => (Cursor::Individual, Stream::Individual, INDIVIDUAL_EVENT),
+            UserChannel::Group(_) => (Cursor::Group, Stream::Group, GROUP_EVENT),
+        };
+        let name = channel.name();
+        let store = self.ctx.store.clone();
+        let user = channel.user();
+        let mut after = match store.cursor(user, cursor).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %crate::telemetry::chain(&e), "backlog unavailable");
+                return Ok(());
+            }
+        };
+        let mut sent = 0usize;
+        loop {
+            let page = match store.messages_after(user, stream, after, BACKLOG_PAGE, false).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %crate::telemetry::chain(&e), "backlog interrupted");
+                    return Ok(());
+                }
+            };
+            let full = page.len() == BACKLOG_PAGE as usize;
+            for message in page {
+                after = message.id.0;
+                if self.first_time(message.id) {
+                    let data = json!({ "message": message, "backlog": true }).to_string();
+                    let frame = frames::EventFrame::new(event, &data, None).for_channel(&name);
+                    self.write(frame).await?;
+                    sent += 1;
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        if sent > 0 {
+            tracing::debug!(socket = %self.id, channel = %name, messages = sent, "backlog sent");
+        }
+        Ok(())
+    }
+
+    async fn client_event(&mut self, event: String, raw: &str, data: String) -> Result<(), ()> {
         let subscribed = ChannelName::parse(raw).ok().and_then(|c| {
             let user = self.session.subscriptions.get(&c)?.clone();
             matches!(c.kind(), ChannelKind::Private | ChannelKind::Presence).then_some(user)
         });
         let Some(user_id) = subscribed else {
-            return self.reply_error(&ProtocolError::ClientEventRefused);
+            return self.write(frames::error(&ProtocolError::ClientEventRefused)).await;
         };
         if !self.session.allow_client_event() {
-            return self.reply_error(&ProtocolError::RateLimited);
+            return self.write(frames::error(&ProtocolError::RateLimited)).await;
         }
         let b = Broadcast {
             target: Target::Channel {
@@ -222,10 +314,12 @@ impl Connection {
             data,
             user_id,
             except: Some(self.id),
+            message_id: None,
         };
         if let Err(e) = self.ctx.bus.publish(&b).await {
             tracing::warn!(error = %e, "client event not relayed");
         }
+        Ok(())
     }
 
     fn leave_all(&mut self) {

@@ -8,26 +8,36 @@ use std::{
 };
 
 use axum::extract::ws::Utf8Bytes;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 
+use super::waiters::Waiters;
 use crate::{
     bus::{Broadcast, Target},
-    domain::{ChannelName, UserChannel},
+    domain::{ChannelName, MessageId, UserChannel},
     protocol::{SocketId, frames},
 };
+
+/// A frame for one socket, with the message it announces (if any) so the connection can drop a
+/// message it already delivered.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub frame: Utf8Bytes,
+    pub message: Option<MessageId>,
+}
 
 /// The sending side of one socket's bounded outbox.
 #[derive(Clone, Debug)]
 pub struct Outbox {
-    tx: mpsc::Sender<Utf8Bytes>,
+    tx: mpsc::Sender<Outgoing>,
     evict: Arc<Notify>,
 }
 
 impl Outbox {
     /// An outbox holding at most `capacity` frames; the connection task reads the receiver and
     /// closes the socket with 4100 when `evicted` fires.
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Utf8Bytes>, Arc<Notify>) {
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Outgoing>, Arc<Notify>) {
         let (tx, rx) = mpsc::channel(capacity);
         let evict = Arc::new(Notify::new());
         (
@@ -41,8 +51,8 @@ impl Outbox {
     }
 
     /// Queues a frame without waiting; a full outbox evicts the socket instead.
-    pub fn send(&self, frame: Utf8Bytes) {
-        match self.tx.try_send(frame) {
+    pub fn send(&self, frame: Utf8Bytes, message: Option<MessageId>) {
+        match self.tx.try_send(Outgoing { frame, message }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => self.evict.notify_one(),
             Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -52,10 +62,20 @@ impl Outbox {
 
 type Sockets = HashMap<SocketId, Outbox>;
 
-/// A user on a presence channel, with how many local sockets it has there.
+/// A user on a presence channel, with how many local sockets it has there and since when.
 struct Member {
     info: Value,
     sockets: usize,
+    since: DateTime<Utc>,
+}
+
+/// A present user as [`Hub::presence`] lists it.
+#[derive(Debug, Clone)]
+pub struct Present {
+    pub user_id: String,
+    pub info: Value,
+    pub connections: usize,
+    pub since: DateTime<Utc>,
 }
 
 #[derive(Default)]
@@ -79,6 +99,8 @@ pub struct HubStats {
 #[derive(Default)]
 pub struct Hub {
     inner: RwLock<Inner>,
+    /// Long polls to wake when a broadcast names their user.
+    pub waiters: Waiters,
 }
 
 impl Hub {
@@ -152,14 +174,21 @@ impl Hub {
         }
         if gone && let Some(subscribers) = inner.channels.get(channel) {
             let frame = Utf8Bytes::from(frames::member_removed(channel.as_str(), user));
-            subscribers.values().for_each(|o| o.send(frame.clone()));
+            subscribers.values().for_each(|o| o.send(frame.clone(), None));
         }
     }
 
-    /// Adds a socket to a presence channel as `user`: queues `subscription_succeeded` with the
-    /// members (each user once) on its outbox, and tells the others when this is the user's first
-    /// socket there. Both happen under one lock, so no member change is seen out of order.
-    pub fn join_presence(&self, channel: &ChannelName, socket: SocketId, outbox: &Outbox, user: &str, info: Value) {
+    /// Adds a socket to a presence channel as `user` and tells the others when this is the user's
+    /// first socket there. Returns the members (each user once) for `subscription_succeeded`,
+    /// which the caller writes before draining its outbox: later member changes queue behind it.
+    pub fn join_presence(
+        &self,
+        channel: &ChannelName,
+        socket: SocketId,
+        outbox: &Outbox,
+        user: &str,
+        info: Value,
+    ) -> Vec<(String, Value)> {
         let mut inner = self.write();
         let members = inner.presence.entry(channel.clone()).or_default();
         let first = match members.entry(user.to_owned()) {
@@ -171,28 +200,34 @@ impl Hub {
                 v.insert(Member {
                     info: info.clone(),
                     sockets: 1,
+                    since: Utc::now(),
                 });
                 true
             }
         };
         let list: Vec<(String, Value)> = members.iter().map(|(id, m)| (id.clone(), m.info.clone())).collect();
-        outbox.send(frames::subscription_succeeded(channel.as_str(), Some(&list)).into());
         let subscribers = inner.channels.entry(channel.clone()).or_default();
         if first {
             let frame = Utf8Bytes::from(frames::member_added(channel.as_str(), user, &info));
-            subscribers.values().for_each(|o| o.send(frame.clone()));
+            subscribers.values().for_each(|o| o.send(frame.clone(), None));
         }
         subscribers.insert(socket, outbox.clone());
+        list
     }
 
-    /// Users present on a presence channel on this node: `(user id, user_info, sockets)`.
-    pub fn presence(&self, channel: &ChannelName) -> Vec<(String, Value, usize)> {
+    /// Users present on a presence channel on this node.
+    pub fn presence(&self, channel: &ChannelName) -> Vec<Present> {
         self.read()
             .presence
             .get(channel)
             .map(|m| {
                 m.iter()
-                    .map(|(id, m)| (id.clone(), m.info.clone(), m.sockets))
+                    .map(|(id, m)| Present {
+                        user_id: id.clone(),
+                        info: m.info.clone(),
+                        connections: m.sockets,
+                        since: m.since,
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -202,12 +237,17 @@ impl Hub {
     /// further channel costs one concatenation, each further socket one reference count.
     pub fn dispatch(&self, b: &Broadcast) {
         let event = frames::EventFrame::new(&b.event, &b.data, b.user_id.as_deref());
+        match &b.target {
+            Target::Individual { users } | Target::Group { users } => self.waiters.wake(users),
+            Target::EveryGroupChannel => self.waiters.wake_all(),
+            Target::Channel { .. } => {}
+        }
         let inner = self.read();
         let deliver = |channel: &str, sockets: &Sockets| {
             let frame = Utf8Bytes::from(event.for_channel(channel));
             for (id, outbox) in sockets {
                 if Some(*id) != b.except {
-                    outbox.send(frame.clone());
+                    outbox.send(frame.clone(), b.message_id);
                 }
             }
         };

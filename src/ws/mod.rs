@@ -7,6 +7,7 @@
 pub mod connection;
 pub mod hub;
 mod session;
+pub mod waiters;
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -30,6 +31,8 @@ const READ_BUFFER: usize = 4 * 1024;
 #[derive(Clone)]
 pub struct WsContext {
     pub config: Arc<Config>,
+    /// Backlog is read from the store when a client subscribes to its own channels.
+    pub store: crate::store::Store,
     pub hub: Arc<hub::Hub>,
     pub bus: Bus,
     pub shutdown: CancellationToken,
