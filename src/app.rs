@@ -97,6 +97,8 @@ impl App {
                 shutdown: shutdown.clone(),
                 tasks: tasks.clone(),
             },
+            queue: delivery.queue.clone(),
+            metrics: Arc::default(),
         };
         Ok(Self {
             listener,

@@ -13,6 +13,9 @@ pub struct AppState {
     pub relay: Relay,
     /// Hub, bus and shutdown for WebSocket connections.
     pub ws: WsContext,
+    /// The queue, for its depth on the admin page.
+    pub queue: crate::queue::Queue,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {

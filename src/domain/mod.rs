@@ -5,6 +5,7 @@ mod account;
 pub mod channel;
 mod ids;
 mod message;
+pub mod rules;
 
 pub use account::{Email, Password, UserName};
 pub use channel::{ChannelKind, ChannelName, UserChannel};
@@ -28,7 +29,12 @@ impl Invalid {
     }
 }
 
-/// Serialises a timestamp as RFC 3339 UTC with milliseconds (`2026-11-21T20:08:55.123Z`).
+/// A timestamp as the API shows it: RFC 3339 UTC with milliseconds (`2026-11-21T20:08:55.123Z`).
+pub fn rfc3339_string(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Serialises a timestamp with [`rfc3339_string`].
 pub fn rfc3339<S: serde::Serializer>(t: &chrono::DateTime<chrono::Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    s.serialize_str(&rfc3339_string(t))
 }

@@ -124,6 +124,12 @@ async fn register(
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing failed: {e}")))?;
     let user = state.store.create_user(&name, &email, &hash).await?;
     tracing::info!(user_id = %user.id, "registered");
+    let everyone = crate::queue::Job::Event {
+        to: crate::queue::Audience::Everyone,
+        event: crate::worker::USER_REGISTERED.to_owned(),
+        data: serde_json::json!({ "user": { "id": user.id, "name": user.name } }),
+    };
+    state.announce(Some(everyone)).await;
     let token = sign_in(&state, &session, &user).await?;
     let user = UserView::of(&user, Some(&user), &state);
     Ok((StatusCode::CREATED, Json(SignedIn { user, token })))

@@ -113,3 +113,8 @@ impl axum::extract::OptionalFromRequestParts<AppState> for CurrentUser {
         Self::resolve(parts, state).await
     }
 }
+
+/// An id from the path; anything that is not a positive id is "not found" (`what`).
+pub fn path_id<T: std::str::FromStr>(raw: &str, what: &'static str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound(what))
+}

@@ -1,22 +1,52 @@
-//! Groups (API.md § Groups).
+//! Groups (API.md § Groups): create, list, read, rename, delete, add and remove members, leave.
+//! The rules (who may do what, "All") are in [`crate::domain::rules`]; every change is announced
+//! live to the members concerned (AddedToGroup, RemovedFromGroup, GroupUpdated).
 
-use axum::{Router, extract::State, http::StatusCode, routing::post};
+use axum::{
+    Router,
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{delete, get, post},
+};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::extract::{CurrentUser, Json};
+use super::extract::{CurrentUser, Json, path_id};
 use crate::{
-    domain::{GroupName, Invalid, UserId},
+    domain::{GroupId, GroupName, Invalid, UserId, rules},
     error::ApiError,
+    queue::Job,
     state::AppState,
-    store::StoreError,
+    store::{Conversation, Group, StoreError, conversation_key},
+    worker::{ADDED_TO_GROUP, GROUP_UPDATED, REMOVED_FROM_GROUP},
 };
 
 /// Most members named when creating a group.
 const MAX_INITIAL_MEMBERS: usize = 1000;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/groups", post(create))
+    Router::new()
+        .route("/api/groups", post(create).get(list))
+        .route("/api/groups/{id}", get(show).patch(rename).delete(remove_group))
+        .route("/api/groups/{id}/members", post(add_member))
+        .route("/api/groups/{id}/members/{user}", delete(remove_member))
+}
+
+/// The group `raw` names, if the caller is a member: 404 for no such group, 403 otherwise.
+pub async fn member_group(state: &AppState, caller: &CurrentUser, raw: &str) -> Result<Group, ApiError> {
+    let id: GroupId = path_id(raw, "group")?;
+    let group = state.store.group(id).await?.ok_or(ApiError::NotFound("group"))?;
+    if !group.member_ids.contains(&caller.id()) {
+        return Err(ApiError::forbidden(
+            "not_a_member",
+            "only members of this group may do that",
+        ));
+    }
+    Ok(group)
+}
+
+fn refused(r: rules::Refusal) -> ApiError {
+    ApiError::forbidden(r.code, r.message)
 }
 
 #[derive(Deserialize)]
@@ -31,7 +61,7 @@ async fn create(
     State(state): State<AppState>,
     caller: CurrentUser,
     Json(body): Json<CreateBody>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let name = GroupName::parse(&body.name)?;
     if body.member_ids.len() > MAX_INITIAL_MEMBERS {
         return Err(Invalid::new("too_many_members", format!("at most {MAX_INITIAL_MEMBERS} member_ids")).into());
@@ -43,5 +73,158 @@ async fn create(
         other => other?,
     };
     tracing::info!(group_id = %group.id, members = group.member_ids.len(), "group created");
+    state
+        .announce(Job::event_for(
+            group.member_ids.clone(),
+            ADDED_TO_GROUP,
+            json!({ "group": group }),
+        ))
+        .await;
     Ok((StatusCode::CREATED, Json(json!({ "group": group }))))
+}
+
+/// `GET /api/groups` → `{groups: [group + unread]}`: the caller's groups, "All" first.
+async fn list(State(state): State<AppState>, caller: CurrentUser) -> Result<Json<Value>, ApiError> {
+    let marks = state.store.read_marks(caller.id()).await?;
+    let mut groups = Vec::new();
+    for group in state.store.groups_of(caller.id()).await? {
+        let mark = marks
+            .get(&conversation_key(Conversation::Group(group.id)))
+            .copied()
+            .unwrap_or(0);
+        let unread = state
+            .store
+            .unread(caller.id(), Conversation::Group(group.id), mark)
+            .await?;
+        let mut v = json!(group);
+        v["unread"] = json!(unread);
+        groups.push(v);
+    }
+    Ok(Json(json!({ "groups": groups })))
+}
+
+/// `GET /api/groups/{id}` → `{group}` for members.
+async fn show(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let group = member_group(&state, &caller, &id).await?;
+    Ok(Json(json!({ "group": group })))
+}
+
+#[derive(Deserialize)]
+struct RenameBody {
+    name: String,
+}
+
+/// `PATCH /api/groups/{id} {name}` → `{group}` (owner only).
+async fn rename(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(id): Path<String>,
+    Json(body): Json<RenameBody>,
+) -> Result<Json<Value>, ApiError> {
+    let mut group = member_group(&state, &caller, &id).await?;
+    rules::may_manage(&group, caller.id()).map_err(refused)?;
+    let name = GroupName::parse(&body.name)?;
+    state.store.rename_group(group.id, &name).await?;
+    group.name = name.as_str().to_owned();
+    state
+        .announce(Job::event_for(
+            group.member_ids.clone(),
+            GROUP_UPDATED,
+            json!({ "group": group }),
+        ))
+        .await;
+    Ok(Json(json!({ "group": group })))
+}
+
+/// `DELETE /api/groups/{id}` → 204 (owner only; never "All").
+async fn remove_group(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let group = member_group(&state, &caller, &id).await?;
+    rules::may_delete(&group, caller.id()).map_err(refused)?;
+    state.store.delete_group(group.id).await?;
+    tracing::info!(group_id = %group.id, "group deleted");
+    state
+        .announce(Job::event_for(
+            group.member_ids,
+            REMOVED_FROM_GROUP,
+            json!({ "group_id": group.id }),
+        ))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct AddBody {
+    user_id: UserId,
+}
+
+/// `POST /api/groups/{id}/members {user_id}` → `{group}` (owner only). Adding a member twice is
+/// not an error.
+async fn add_member(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(id): Path<String>,
+    Json(body): Json<AddBody>,
+) -> Result<Json<Value>, ApiError> {
+    let mut group = member_group(&state, &caller, &id).await?;
+    rules::may_manage(&group, caller.id()).map_err(refused)?;
+    let added = match state.store.add_member(&group, body.user_id).await {
+        Err(StoreError::UnknownReference) => return Err(ApiError::NotFound("user")),
+        other => other?,
+    };
+    if added {
+        let others = group.member_ids.clone();
+        group.member_ids.push(body.user_id);
+        group.member_ids.sort_unstable();
+        state
+            .announce(Job::event_for(
+                vec![body.user_id],
+                ADDED_TO_GROUP,
+                json!({ "group": group }),
+            ))
+            .await;
+        state
+            .announce(Job::event_for(others, GROUP_UPDATED, json!({ "group": group })))
+            .await;
+    }
+    Ok(Json(json!({ "group": group })))
+}
+
+/// `DELETE /api/groups/{id}/members/{userId}` → 204: the owner removes a member, or a member
+/// removes itself (leaves). Nobody leaves "All"; the owner deletes the group instead of leaving.
+async fn remove_member(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path((id, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let mut group = member_group(&state, &caller, &id).await?;
+    let user: UserId = path_id(&user, "member")?;
+    rules::may_remove(&group, caller.id(), user).map_err(refused)?;
+    if !group.member_ids.contains(&user) {
+        return Err(ApiError::NotFound("member"));
+    }
+    state.store.remove_member(group.id, user).await?;
+    group.member_ids.retain(|m| *m != user);
+    state
+        .announce(Job::event_for(
+            vec![user],
+            REMOVED_FROM_GROUP,
+            json!({ "group_id": group.id }),
+        ))
+        .await;
+    state
+        .announce(Job::event_for(
+            group.member_ids.clone(),
+            GROUP_UPDATED,
+            json!({ "group": group }),
+        ))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
 }

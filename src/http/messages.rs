@@ -4,26 +4,173 @@
 
 use axum::{
     Router,
-    extract::{Path, State},
+    body::Bytes,
+    extract::{Path, Query, State},
     http::StatusCode,
     routing::post,
 };
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{CurrentUser, Json};
+use super::extract::{CurrentUser, Json, path_id};
 use crate::{
-    domain::{ClientId, GroupId, MessageBody, UserId},
+    domain::{ClientId, Invalid, MessageBody, MessageId, UserId},
     error::ApiError,
     queue::Job,
     state::AppState,
-    store::{Destination, Inserted, Message, Sender},
+    store::{Conversation, Cursor, Destination, Inserted, Message, Page, Sender, conversation_key},
 };
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/users/{id}/messages", post(send_to_user))
-        .route("/api/groups/{id}/messages", post(send_to_group))
+        .route("/api/users/{id}/messages", post(send_to_user).get(user_history))
+        .route("/api/groups/{id}/messages", post(send_to_group).get(group_history))
+        .route("/api/users/{id}/read", post(read_user))
+        .route("/api/groups/{id}/read", post(read_group))
+        .route("/api/delivery/ack", post(acknowledge))
+}
+
+/// Default and largest history page.
+const DEFAULT_PAGE: u32 = 20;
+const MAX_PAGE: u32 = 100;
+
+#[derive(Deserialize)]
+struct PageQuery {
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+impl PageQuery {
+    fn parse(&self) -> Result<(Option<MessageId>, u32), ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(Invalid::new("invalid_limit", format!("limit must be 1 to {MAX_PAGE}")).into());
+        }
+        let before = match self.before {
+            None => None,
+            Some(b) if b > 0 => Some(MessageId(b)),
+            Some(_) => return Err(Invalid::new("invalid_before", "before must be a message id").into()),
+        };
+        Ok((before, limit))
+    }
+}
+
+/// The other participant of a one-to-one conversation with the caller: an existing user.
+async fn other_user(state: &AppState, caller: &CurrentUser, raw: &str) -> Result<UserId, ApiError> {
+    let other: UserId = path_id(raw, "user")?;
+    if other != caller.id() && state.store.user(other).await?.is_none() {
+        return Err(ApiError::NotFound("user"));
+    }
+    Ok(other)
+}
+
+/// `GET /api/users/{id}/messages?before=&limit=` → `{messages: [oldest … newest], has_more}`:
+/// the caller's conversation with user `id` (only its two participants can read it).
+async fn user_history(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Page>, ApiError> {
+    let (before, limit) = q.parse()?;
+    let other = other_user(&state, &caller, &id).await?;
+    Ok(Json(
+        state.store.history_between(caller.id(), other, before, limit).await?,
+    ))
+}
+
+/// `GET /api/groups/{id}/messages?before=&limit=`: members read the whole history, also what was
+/// sent before they joined.
+async fn group_history(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Page>, ApiError> {
+    let (before, limit) = q.parse()?;
+    let group = super::groups::member_group(&state, &caller, &id).await?;
+    Ok(Json(state.store.group_history(group.id, before, limit).await?))
+}
+
+#[derive(Deserialize, Default)]
+struct ReadBody {
+    message_id: Option<i64>,
+}
+
+/// `POST /api/users/{id}/read {message_id?}` → 204: the conversation is read up to that message
+/// (default: its newest).
+async fn read_user(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let other = other_user(&state, &caller, &id).await?;
+    mark_read(&state, &caller, Conversation::User(other), body).await
+}
+
+/// `POST /api/groups/{id}/read {message_id?}` → 204.
+async fn read_group(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let group = super::groups::member_group(&state, &caller, &id).await?;
+    mark_read(&state, &caller, Conversation::Group(group.id), body).await
+}
+
+async fn mark_read(
+    state: &AppState,
+    caller: &CurrentUser,
+    conversation: Conversation,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    // The body is optional: empty means "up to the newest message".
+    let body: ReadBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ReadBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?
+    };
+    let upto = match body.message_id {
+        Some(id) => id,
+        None => state
+            .store
+            .last_message(caller.id(), conversation)
+            .await?
+            .map_or(0, |m| m.id.0),
+    };
+    state
+        .store
+        .mark_read(caller.id(), &conversation_key(conversation), upto)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    individual: Option<i64>,
+    group: Option<i64>,
+}
+
+/// `POST /api/delivery/ack {individual?, group?}` → 204: the caller has received everything up to
+/// these message ids on its individual / group channel; backlog on the next subscription starts
+/// after them. Cursors never move backwards.
+async fn acknowledge(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Json(body): Json<AckBody>,
+) -> Result<StatusCode, ApiError> {
+    if body.individual.is_none() && body.group.is_none() {
+        return Err(Invalid::new("nothing_to_acknowledge", "give individual and/or group message ids").into());
+    }
+    for (cursor, upto) in [(Cursor::Individual, body.individual), (Cursor::Group, body.group)] {
+        if let Some(id) = upto {
+            state.store.advance_cursor(caller.id(), cursor, id).await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
@@ -40,15 +187,9 @@ async fn send_to_user(
     Path(id): Path<String>,
     Json(body): Json<SendBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let recipient: UserId = id.parse().map_err(|()| ApiError::NotFound("user"))?;
+    let recipient = other_user(&state, &caller, &id).await?;
     if recipient == caller.id() {
-        return Err(ApiError::Invalid(crate::domain::Invalid::new(
-            "cannot_message_self",
-            "a message needs another user as recipient",
-        )));
-    }
-    if state.store.user(recipient).await?.is_none() {
-        return Err(ApiError::NotFound("user"));
+        return Err(Invalid::new("cannot_message_self", "a message needs another user as recipient").into());
     }
     send(&state, &caller, Destination::User(recipient), body).await
 }
@@ -60,14 +201,8 @@ async fn send_to_group(
     Path(id): Path<String>,
     Json(body): Json<SendBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let group: GroupId = id.parse().map_err(|()| ApiError::NotFound("group"))?;
-    if !state.store.is_member(group, caller.id()).await? {
-        return Err(match state.store.group(group).await? {
-            None => ApiError::NotFound("group"),
-            Some(_) => ApiError::forbidden("not_a_member", "only members may post to this group"),
-        });
-    }
-    send(&state, &caller, Destination::Group(group), body).await
+    let group = super::groups::member_group(&state, &caller, &id).await?;
+    send(&state, &caller, Destination::Group(group.id), body).await
 }
 
 async fn send(
@@ -94,6 +229,7 @@ async fn send(
             job,
         }) => {
             state.hand_over(outbox_id, &job);
+            state.metrics.message_stored();
             Ok((StatusCode::CREATED, Json(json!({ "message": message }))))
         }
         Ok(Inserted::Replay(message)) => Ok((StatusCode::OK, Json(json!({ "message": message })))),

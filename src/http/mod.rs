@@ -2,11 +2,16 @@
 //! limit, sessions) and a JSON 404 for unknown API routes.
 
 pub mod accounts;
+pub mod admin;
 pub mod broadcasting_auth;
+pub mod conversations;
 pub mod extract;
 pub mod groups;
 pub mod messages;
+pub mod notifications;
 pub mod origin;
+pub mod people;
+pub mod static_files;
 pub mod throttle;
 
 use axum::{Router, extract::DefaultBodyLimit, routing::get};
@@ -40,6 +45,10 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::router())
         .merge(groups::router())
         .merge(broadcasting_auth::router())
+        .merge(people::router())
+        .merge(conversations::router())
+        .merge(notifications::router())
+        .merge(admin::router())
         .route("/app/{key}", get(crate::ws::upgrade))
         .route("/api/config", get(client_config))
         .route("/healthz", get(healthz))
@@ -47,6 +56,7 @@ pub fn router(state: AppState) -> Router {
             "/api/{*rest}",
             axum::routing::any(|| async { ApiError::NotFound("route") }),
         )
+        .fallback(static_files::serve)
         .layer(sessions)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())

@@ -170,6 +170,11 @@ impl Store {
         Ok(())
     }
 
+    /// Open connections in the pool and how many of them are idle.
+    pub fn pool_usage(&self) -> (u32, usize) {
+        on_pool!(self, pool => (pool.size(), pool.num_idle()))
+    }
+
     /// Closes every pooled connection; waits for connections in use to be returned.
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await);

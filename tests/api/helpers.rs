@@ -225,6 +225,11 @@ impl TestApp {
         Self::spawn_with(shared, s).await
     }
 
+    /// The database this server runs on.
+    pub fn db(&self) -> &TestDb {
+        self.db.as_ref().expect("running")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -8,5 +8,7 @@ mod pusher;
 
 mod accounts;
 mod broadcast;
+mod chat;
+mod delivery;
 mod health;
 mod ws_protocol;

@@ -1,0 +1,84 @@
+//! Admin (API.md § Admin): the admin page and its data, for accounts in `ADMIN_EMAILS` only.
+
+use axum::{
+    Router,
+    extract::State,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::{Value, json};
+
+use super::extract::{CurrentUser, Json};
+use crate::{
+    domain::{ChannelName, channel::ONLINE},
+    error::ApiError,
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(page))
+        .route("/api/admin/presence", get(presence))
+        .route("/api/admin/stats", get(stats))
+}
+
+/// The caller, if it is an admin: 401 when not signed in, 403 otherwise.
+fn admin(state: &AppState, caller: Option<CurrentUser>) -> Result<CurrentUser, ApiError> {
+    let caller = caller.ok_or(ApiError::Unauthenticated)?;
+    if !state.config.is_admin(&caller.user.email) {
+        return Err(ApiError::forbidden("not_admin", "this is for administrators only"));
+    }
+    Ok(caller)
+}
+
+/// `GET /admin`: the admin page.
+async fn page(State(state): State<AppState>, caller: Option<CurrentUser>) -> Response {
+    match admin(&state, caller) {
+        Ok(_) => super::static_files::file("admin.html").await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /api/admin/presence` → `{online: [{user_id, name, connections, since}], count}`.
+async fn presence(State(state): State<AppState>, caller: Option<CurrentUser>) -> Result<Json<Value>, ApiError> {
+    admin(&state, caller)?;
+    let channel = ChannelName::parse(ONLINE).expect("a valid channel name");
+    let mut online: Vec<Value> = state
+        .ws
+        .hub
+        .presence(&channel)
+        .into_iter()
+        .map(|p| {
+            json!({
+                "user_id": p.user_id.parse::<i64>().map(Value::from).unwrap_or(Value::String(p.user_id)),
+                "name": p.info.get("name").cloned().unwrap_or(Value::Null),
+                "connections": p.connections,
+                "since": crate::domain::rfc3339_string(&p.since),
+            })
+        })
+        .collect();
+    online.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    let count = online.len();
+    Ok(Json(json!({ "online": online, "count": count })))
+}
+
+/// `GET /api/admin/stats` → `{connections, messages_per_second, queue_depth, uptime_seconds, long_polls}`.
+async fn stats(State(state): State<AppState>, caller: Option<CurrentUser>) -> Result<Json<Value>, ApiError> {
+    admin(&state, caller)?;
+    let hub = state.ws.hub.stats();
+    let queue_depth = match state.queue.depth().await {
+        Ok(d) => Value::from(d),
+        Err(_) => Value::Null,
+    };
+    Ok(Json(json!({
+        "connections": hub.connections,
+        "channels": hub.channels,
+        "messages_per_second": state.metrics.messages_per_second(),
+        "messages_total": state.metrics.messages_total(),
+        "queue_depth": queue_depth,
+        "long_polls": state.ws.hub.waiters.len(),
+        "db_connections": state.store.pool_usage().0,
+        "db_connections_idle": state.store.pool_usage().1,
+        "uptime_seconds": state.metrics.uptime().as_secs(),
+    })))
+}
