@@ -3,7 +3,8 @@
 use axum::{
     Router,
     extract::State,
-    response::{IntoResponse, Response},
+    http::StatusCode,
+    response::{Html, IntoResponse, Response},
     routing::get,
 };
 use serde_json::{Value, json};
@@ -31,12 +32,25 @@ fn admin(state: &AppState, caller: Option<CurrentUser>) -> Result<CurrentUser, A
     Ok(caller)
 }
 
-/// `GET /admin`: the admin page.
+/// `GET /admin`: the admin page; a short HTML page with the status for everyone else (this is
+/// opened in a browser, where a JSON error would read poorly).
 async fn page(State(state): State<AppState>, caller: Option<CurrentUser>) -> Response {
-    match admin(&state, caller) {
-        Ok(_) => super::static_files::file("admin.html").await,
-        Err(e) => e.into_response(),
-    }
+    let refusal = match admin(&state, caller) {
+        Ok(_) => return super::static_files::file("admin.html").await,
+        Err(ApiError::Unauthenticated) => (
+            StatusCode::UNAUTHORIZED,
+            "Sign in first, with an administrator account.",
+        ),
+        Err(_) => (StatusCode::FORBIDDEN, "This page is for administrators only."),
+    };
+    let body = format!(
+        "<!doctype html><meta charset=utf-8><title>chatbox admin</title>\
+         <body style=\"font-family:sans-serif;margin:3em\"><h1>{} {}</h1><p>{}</p><p><a href=\"/\">Back to chat</a></p>",
+        refusal.0.as_u16(),
+        refusal.0.canonical_reason().unwrap_or_default(),
+        refusal.1
+    );
+    (refusal.0, Html(body)).into_response()
 }
 
 /// `GET /api/admin/presence` → `{online: [{user_id, name, connections, since}], count}`.
