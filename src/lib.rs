@@ -17,6 +17,7 @@
 //! The database is the source of truth; the queue and the bus only make delivery fast.
 
 pub mod app;
+pub mod bench;
 pub mod bus;
 pub mod config;
 pub mod domain;

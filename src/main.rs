@@ -33,6 +33,8 @@ enum Command {
     Worker,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Measure a running server (see BENCHMARKS.md).
+    Bench(chatbox::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +84,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             app.run(shutdown::on_signal()).await
         }
         Command::Worker => chatbox::app::run_worker(config, shutdown::on_signal()).await,
+        Command::Bench(args) => chatbox::bench::run(args).await,
         Command::Migrate => {
             let store = Store::connect(&config).await?;
             store.migrate().await?;

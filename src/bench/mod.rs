@@ -1,0 +1,48 @@
+//! `chatbox bench`: a load tool that speaks the Pusher protocol itself, for measuring a running
+//! server (chatbox or any Pusher-protocol peer) from outside. Results are printed as a table a
+//! person reads, or as JSON with `--json`; progress goes to stderr while it runs.
+
+mod client;
+mod e2e;
+mod stats;
+
+use clap::{Args, Subcommand};
+
+pub use stats::Summary;
+
+#[derive(Debug, Subcommand)]
+pub enum Workload {
+    /// HTTP POST of a one-to-one message → event at the recipient's socket, at a steady rate.
+    E2e(e2e::E2eArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub workload: Workload,
+    /// Print the result as JSON on stdout instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Runs a workload and prints its report.
+///
+/// # Errors
+/// The server could not be reached or answered unexpectedly.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let report = match args.workload {
+        Workload::E2e(a) => e2e::run(a).await?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.json)?);
+    } else {
+        println!("{}", report.table);
+    }
+    Ok(())
+}
+
+/// What a workload measured.
+pub struct Report {
+    pub table: String,
+    pub json: serde_json::Value,
+}
