@@ -43,7 +43,7 @@ impl Delivery {
         };
         let client = redis::Client::open(url.expose()).context("REDIS_URL")?;
         let worker_id = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
-        let queue = RedisQueue::connect(client.clone(), &config.redis_prefix, worker_id)
+        let queue = RedisQueue::connect(client.clone(), &config.redis_prefix, worker_id, config.queue_visibility)
             .await
             .context("connecting to Redis (REDIS_URL)")?;
         let bus = bus::redis::RedisBus::connect(&client, &config.redis_prefix).await?;

@@ -46,6 +46,10 @@ pub struct Settings {
     /// Most database connections this process opens.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
+    /// Seconds after a worker's last heartbeat before its claimed jobs are handed to another
+    /// worker (Redis queue).
+    #[arg(long, env = "QUEUE_VISIBILITY_SECS", default_value_t = 30, global = true)]
+    pub queue_visibility_secs: u64,
     /// Do not run a queue worker inside `chatbox serve` (run `chatbox worker` processes instead).
     #[arg(long, env = "NO_WORKER", default_value_t = false, global = true)]
     pub no_worker: bool,
@@ -110,6 +114,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Whether `chatbox serve` runs a queue worker in-process.
     pub run_worker: bool,
+    /// A silent worker's jobs are re-queued after this long.
+    pub queue_visibility: std::time::Duration,
 }
 
 /// A setting that failed validation: names the setting and says what is wrong.
@@ -179,6 +185,9 @@ impl Config {
         if !(1..=1000).contains(&s.db_max_connections) {
             return Err(invalid("DB_MAX_CONNECTIONS", "must be between 1 and 1000"));
         }
+        if !(3..=3600).contains(&s.queue_visibility_secs) {
+            return Err(invalid("QUEUE_VISIBILITY_SECS", "must be between 3 and 3600 seconds"));
+        }
         if s.redis_prefix.len() > 64 || s.redis_prefix.chars().any(char::is_whitespace) {
             return Err(invalid("REDIS_PREFIX", "at most 64 characters, no white space"));
         }
@@ -199,6 +208,7 @@ impl Config {
             db_max_connections: s.db_max_connections,
             log_format: s.log_format,
             run_worker: !s.no_worker,
+            queue_visibility: std::time::Duration::from_secs(s.queue_visibility_secs),
         })
     }
 

@@ -34,8 +34,6 @@ pub const USER_REGISTERED: &str = "App\\Events\\UserRegistered";
 const CLAIM_WAIT: Duration = Duration::from_secs(2);
 /// Pause after a failure before trying again (the queue, bus or store is down).
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
-/// How often abandoned jobs are looked for and this worker's heartbeat is renewed.
-const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +137,8 @@ impl Worker {
             let worker = self.clone();
             let shutdown = shutdown.clone();
             async move {
-                let mut every = tokio::time::interval(HOUSEKEEPING_EVERY);
+                // Heartbeat at a third of the visibility timeout: two can be missed.
+                let mut every = tokio::time::interval(worker.queue.visibility() / 3);
                 loop {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,

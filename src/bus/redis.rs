@@ -1,6 +1,7 @@
 //! The Redis bus: one pub/sub channel `{prefix}bus` that every node subscribes to on a dedicated
 //! connection, read by a single task so broadcasts reach the hub in publish order (no task per
-//! message). A dropped subscription is re-established with back-off.
+//! message). A dropped subscription is re-established with back-off, and then every local socket
+//! catches up from the store on what was published meanwhile ([`Hub::catch_up`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::{Broadcast, BusError};
 use crate::ws::hub::Hub;
 
-/// Longest wait between two attempts to re-subscribe.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest wait between two attempts to re-subscribe: short, because events published while the
+/// node is not subscribed must then be read back from the store.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct RedisBus {
@@ -49,11 +51,16 @@ impl RedisBus {
 pub async fn subscribe(client: redis::Client, prefix: String, hub: Arc<Hub>, shutdown: CancellationToken) {
     let channel = channel_name(&prefix);
     let mut backoff = Duration::from_millis(100);
+    let mut first = true;
     loop {
         let attempt = async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             tracing::info!(channel, "subscribed to the bus");
+            // Whatever was published while this node was not subscribed is in the store.
+            if !std::mem::replace(&mut first, false) {
+                hub.catch_up();
+            }
             let mut messages = pubsub.on_message();
             while let Some(msg) = messages.next().await {
                 match serde_json::from_slice::<Broadcast>(msg.get_payload_bytes()) {

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use super::Claimed;
 
 /// A claimed job not acknowledged within this time is handed out again.
-const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct Inner {

@@ -157,6 +157,14 @@ impl Queue {
         }
     }
 
+    /// How long a claimed job may go unacknowledged before it is handed out again.
+    pub fn visibility(&self) -> Duration {
+        match self {
+            Self::Memory(_) => memory::VISIBILITY_TIMEOUT,
+            Self::Redis(q) => q.visibility(),
+        }
+    }
+
     /// Re-queues jobs whose worker stopped acknowledging them (in Redis: whose heartbeat expired;
     /// in memory: claimed longer than the visibility timeout). Returns how many.
     ///

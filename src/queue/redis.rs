@@ -2,7 +2,7 @@
 //!
 //! Keys (all built in [`Keys`]): `{p}queue:jobs` (LPUSH at the head, claimed from the tail: FIFO),
 //! `{p}queue:processing:{worker}` (jobs a worker holds), `{p}queue:workers` (set of worker ids),
-//! `{p}queue:alive:{worker}` (heartbeat, expires after [`VISIBILITY_TIMEOUT`]) and
+//! `{p}queue:alive:{worker}` (heartbeat, expires after the visibility timeout) and
 //! `{p}queue:dead` (jobs that can never be processed). A claim is one `BLMOVE` from the jobs list to
 //! the worker's processing list, so a job is never in neither; an ack is `LREM` from it. When a
 //! worker's heartbeat has expired, any live process moves its processing list back to the tail of
@@ -14,9 +14,6 @@ use redis::{AsyncCommands, aio::ConnectionManager, aio::MultiplexedConnection};
 use tokio::sync::Mutex;
 
 use super::{Claimed, QueueError};
-
-/// A worker silent for this long is presumed dead and its claimed jobs are re-queued.
-pub const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Every Redis key the queue uses, from one prefix.
 #[derive(Clone, Debug)]
@@ -48,6 +45,8 @@ pub struct RedisQueue {
     conn: ConnectionManager,
     keys: Keys,
     worker_id: String,
+    /// A worker silent for this long is presumed dead and its claimed jobs are re-queued.
+    visibility: Duration,
     /// Dedicated connection for the blocking claim (a blocked command holds its connection);
     /// `None` after an error, when this worker's processing list may hold a job whose reply was
     /// lost: the next claim hands such jobs back to the queue first.
@@ -59,7 +58,12 @@ impl RedisQueue {
     ///
     /// # Errors
     /// Redis cannot be reached.
-    pub async fn connect(client: redis::Client, prefix: &str, worker_id: String) -> redis::RedisResult<Self> {
+    pub async fn connect(
+        client: redis::Client,
+        prefix: &str,
+        worker_id: String,
+        visibility: Duration,
+    ) -> redis::RedisResult<Self> {
         let conn = ConnectionManager::new(client.clone()).await?;
         Ok(Self {
             client,
@@ -68,6 +72,7 @@ impl RedisQueue {
                 prefix: prefix.to_owned(),
             },
             worker_id,
+            visibility,
             blocking: Default::default(),
         })
     }
@@ -136,7 +141,7 @@ impl RedisQueue {
         Ok(conn.llen(self.keys.jobs()).await?)
     }
 
-    /// Marks this worker alive for another [`VISIBILITY_TIMEOUT`]; call at a third of it.
+    /// Marks this worker alive for another visibility timeout; call at a third of it.
     ///
     /// # Errors
     /// [`QueueError::Unavailable`].
@@ -144,7 +149,7 @@ impl RedisQueue {
         let mut conn = self.conn.clone();
         redis::pipe()
             .sadd(self.keys.workers(), &self.worker_id)
-            .set_ex(self.keys.alive(&self.worker_id), 1, VISIBILITY_TIMEOUT.as_secs())
+            .set_ex(self.keys.alive(&self.worker_id), 1, self.visibility.as_secs())
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())
@@ -163,6 +168,10 @@ impl RedisQueue {
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())
+    }
+
+    pub fn visibility(&self) -> Duration {
+        self.visibility
     }
 
     pub async fn requeue_abandoned(&self) -> Result<u64, QueueError> {

@@ -112,11 +112,20 @@ impl Connection {
                 biased;
                 _ = self.ctx.shutdown.cancelled() => return Some(ProtocolError::ShuttingDown),
                 _ = evicted.notified() => return Some(ProtocolError::SlowClient),
-                Some(out) = rx.recv() => {
-                    if out.message.is_none_or(|id| self.first_time(id)) {
-                        write(&mut self.socket, out.frame).await.ok()?;
+                Some(out) = rx.recv() => match out {
+                    Outgoing::Frame { frame, message } => {
+                        if message.is_none_or(|id| self.first_time(id)) {
+                            write(&mut self.socket, frame).await.ok()?;
+                        }
                     }
-                }
+                    Outgoing::CatchUp { after } => {
+                        let own: Vec<UserChannel> =
+                            self.session.subscriptions.keys().filter_map(ChannelName::user_channel).collect();
+                        for channel in own {
+                            self.send_backlog(channel, after).await.ok()?;
+                        }
+                    }
+                },
                 msg = self.socket.recv() => {
                     let Some(Ok(msg)) = msg else { return None };
                     deadline = Instant::now() + ACTIVITY_TIMEOUT;
@@ -214,7 +223,7 @@ impl Connection {
         let own = channel.user_channel();
         self.session.subscriptions.insert(channel, None);
         match own {
-            Some(uc) => self.send_backlog(uc).await,
+            Some(uc) => self.send_backlog(uc, 0).await,
             None => Ok(()),
         }
     }
@@ -248,10 +257,10 @@ impl Connection {
         (!signed).then_some((401, "invalid or missing signature for this socket and channel"))
     }
 
-    /// Writes the messages the user has not acknowledged on `channel`, oldest first, marked
-    /// `"backlog": true`. The socket is already subscribed, so live events queue meanwhile and
-    /// any that repeat a backlog message are dropped when drained.
-    async fn send_backlog(&mut self, channel: UserChannel) -> Result<(), ()> {
+    /// Writes the messages on `channel` after the user's acknowledged cursor (and after `from`),
+    /// oldest first, marked `"backlog": true`. The socket is already subscribed, so live events
+    /// queue meanwhile and any that repeat a message written here are dropped when drained.
+    async fn send_backlog(&mut self, channel: UserChannel, from: i64) -> Result<(), ()> {
         let (cursor, stream, event) = match channel {
             UserChannel::Individual(_) => (Cursor::Individual, Stream::Individual, INDIVIDUAL_EVENT),
             UserChannel::Group(_) => (Cursor::Group, Stream::Group, GROUP_EVENT),
@@ -260,7 +269,7 @@ impl Connection {
         let store = self.ctx.store.clone();
         let user = channel.user();
         let mut after = match store.cursor(user, cursor).await {
-            Ok(c) => c,
+            Ok(c) => c.max(from),
             Err(e) => {
                 tracing::warn!(error = %crate::telemetry::chain(&e), "backlog unavailable");
                 return Ok(());

@@ -19,12 +19,18 @@ use crate::{
     protocol::{SocketId, frames},
 };
 
-/// A frame for one socket, with the message it announces (if any) so the connection can drop a
-/// message it already delivered.
+/// What the hub queues for one socket.
 #[derive(Debug, Clone)]
-pub struct Outgoing {
-    pub frame: Utf8Bytes,
-    pub message: Option<MessageId>,
+pub enum Outgoing {
+    /// A frame, with the message it announces (if any) so the connection can drop a message it
+    /// already delivered.
+    Frame {
+        frame: Utf8Bytes,
+        message: Option<MessageId>,
+    },
+    /// Live events may have been missed (the bus was cut): re-read the socket's own channels from
+    /// the store, from after this message id.
+    CatchUp { after: i64 },
 }
 
 /// The sending side of one socket's bounded outbox.
@@ -52,7 +58,11 @@ impl Outbox {
 
     /// Queues a frame without waiting; a full outbox evicts the socket instead.
     pub fn send(&self, frame: Utf8Bytes, message: Option<MessageId>) {
-        match self.tx.try_send(Outgoing { frame, message }) {
+        self.queue(Outgoing::Frame { frame, message });
+    }
+
+    fn queue(&self, out: Outgoing) {
+        match self.tx.try_send(out) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => self.evict.notify_one(),
             Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -96,9 +106,16 @@ pub struct HubStats {
     pub channels: usize,
 }
 
+/// How far below the highest message id seen a catch-up starts re-reading: messages committed
+/// around the same moment may have been published out of id order. Repeats are dropped by the
+/// connections.
+const CATCH_UP_MARGIN: i64 = 1000;
+
 #[derive(Default)]
 pub struct Hub {
     inner: RwLock<Inner>,
+    /// Highest message id dispatched here: where a catch-up after a bus outage starts.
+    high_water: std::sync::atomic::AtomicI64,
     /// Long polls to wake when a broadcast names their user.
     pub waiters: Waiters,
 }
@@ -236,6 +253,9 @@ impl Hub {
     /// Delivers a broadcast to the local sockets it targets. The payload is encoded once; each
     /// further channel costs one concatenation, each further socket one reference count.
     pub fn dispatch(&self, b: &Broadcast) {
+        if let Some(id) = b.message_id {
+            self.high_water.fetch_max(id.0, std::sync::atomic::Ordering::Relaxed);
+        }
         let event = frames::EventFrame::new(&b.event, &b.data, b.user_id.as_deref());
         match &b.target {
             Target::Individual { users } | Target::Group { users } => self.waiters.wake(users),
@@ -284,6 +304,30 @@ impl Hub {
                 }
             }
         }
+    }
+}
+
+impl Hub {
+    /// After this node missed bus messages (its subscription was cut): every socket listening on
+    /// a user's own channel re-reads it from the store, so nothing published meanwhile is lost.
+    pub fn catch_up(&self) {
+        let after = (self.high_water.load(std::sync::atomic::Ordering::Relaxed) - CATCH_UP_MARGIN).max(0);
+        let inner = self.read();
+        let mut told = std::collections::HashSet::new();
+        for sockets in inner.user_channels.values() {
+            for (id, outbox) in sockets {
+                if told.insert(*id) {
+                    outbox.queue(Outgoing::CatchUp { after });
+                }
+            }
+        }
+        drop(inner);
+        self.waiters.wake_all();
+        tracing::info!(
+            sockets = told.len(),
+            after,
+            "catching up from the store after a bus outage"
+        );
     }
 }
 

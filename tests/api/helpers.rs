@@ -160,6 +160,7 @@ pub fn settings(db: &TestDb) -> Settings {
         db_max_connections: 8,
         log_format: LogFormat::Text,
         no_worker: false,
+        queue_visibility_secs: 3,
     }
 }
 

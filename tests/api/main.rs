@@ -4,11 +4,13 @@
 //! `CHATBOX_TEST_REDIS_URL` are set (CI sets them; their absence fails the run there).
 
 mod helpers;
+mod proxy;
 mod pusher;
 
 mod accounts;
 mod broadcast;
 mod chat;
 mod delivery;
+mod faults;
 mod health;
 mod ws_protocol;

@@ -1,0 +1,276 @@
+//! Faults against the real MariaDB and Redis (production backend only): each service cut off
+//! through a proxy, a worker process killed with SIGKILL, a node restarted. A message that got a
+//! 2xx reaches its recipient, once; the service recovers by itself.
+
+use std::{
+    collections::HashSet,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{
+    chat::send,
+    helpers::{Backend, TestApp, TestDb, TestUser, settings},
+    proxy::Proxy,
+    pusher::PusherClient,
+};
+
+/// The production backend, or `None` (the embedded backend has no service to lose).
+fn production() -> Option<(String, String)> {
+    match Backend::mysql()? {
+        Backend::MySql(mysql, redis) => Some((mysql, redis)),
+        Backend::Sqlite => None,
+    }
+}
+
+fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('/').next().unwrap().to_owned()
+}
+
+/// A server whose MySQL and/or Redis connections go through proxies.
+async fn app_behind(db_proxy: Option<&Proxy>, redis_proxy: Option<&Proxy>, mysql: &str, redis: &str) -> TestApp {
+    let db = TestDb::new(&Backend::MySql(mysql.to_owned(), redis.to_owned()));
+    let mut s = settings(&db);
+    if let Some(p) = db_proxy {
+        s.database_url = s.database_url.replace(&host_port(mysql), &p.addr.to_string());
+    }
+    if let Some(p) = redis_proxy {
+        s.redis_url = Some(format!("redis://{}", p.addr));
+    }
+    TestApp::spawn_with(db, s).await
+}
+
+/// Reads events until every id in `expected` arrived; panics on a repeat or after `within`.
+async fn receive_all(socket: &mut PusherClient, expected: &[i64], within: Duration) {
+    let mut got = HashSet::new();
+    let deadline = Instant::now() + within;
+    while got.len() < expected.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(f) = socket.next_within(left).await else {
+            let missing: Vec<_> = expected.iter().filter(|id| !got.contains(*id)).collect();
+            panic!("missing after {within:?}: {missing:?}");
+        };
+        if let Some(id) = f.data["message"]["id"].as_i64() {
+            assert!(got.insert(id), "message {id} delivered twice");
+        }
+    }
+    let expected: HashSet<i64> = expected.iter().copied().collect();
+    assert_eq!(got, expected);
+}
+
+async fn listener(app: &TestApp, user: &TestUser) -> PusherClient {
+    let mut c = PusherClient::connect(app).await;
+    c.subscribe(app, &user.token, &format!("private-individual.message.{}", user.id))
+        .await;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_down_answers_503_quickly_and_recovers() {
+    let Some((mysql, redis)) = production() else { return };
+    let db = Proxy::start(host_port(&mysql)).await;
+    let app = app_behind(Some(&db), None, &mysql, &redis).await;
+    let (a, b) = (app.user("ann").await, app.user("ben").await);
+    db.cut();
+    for (method, path) in [
+        (reqwest::Method::POST, format!("/api/users/{}/messages", b.id)),
+        (reqwest::Method::GET, "/api/me".to_owned()),
+        (reqwest::Method::GET, "/healthz".to_owned()),
+    ] {
+        let started = Instant::now();
+        let res = app
+            .client
+            .request(method, app.url(&path))
+            .bearer_auth(&a.token)
+            .json(&json!({"body": "while the database is down"}))
+            .send()
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "store_unavailable");
+        assert!(took < Duration::from_secs(5), "{path} answered in {took:?}, not a hang");
+    }
+    db.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let res = app
+            .client
+            .post(app.url(&format!("/api/users/{}/messages", b.id)))
+            .bearer_auth(&a.token)
+            .json(&json!({"body": "back"}))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == StatusCode::CREATED {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: still {}", res.status());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_for_ten_seconds_loses_nothing() {
+    let Some((mysql, redis)) = production() else { return };
+    let r = Proxy::start(host_port(&redis)).await;
+    let app = app_behind(None, Some(&r), &mysql, &redis).await;
+    let (a, b) = (app.user("ann").await, app.user("ben").await);
+    let mut socket = listener(&app, &b).await;
+    let before = send(&app, &a, &format!("/api/users/{}/messages", b.id), "before").await;
+    receive_all(&mut socket, &[before], Duration::from_secs(10)).await;
+    r.cut();
+    let mut during = Vec::new();
+    for i in 0..10 {
+        during.push(
+            send(
+                &app,
+                &a,
+                &format!("/api/users/{}/messages", b.id),
+                &format!("during {i}"),
+            )
+            .await,
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    r.restore();
+    receive_all(&mut socket, &during, Duration::from_secs(30)).await;
+    let after = send(&app, &a, &format!("/api/users/{}/messages", b.id), "after").await;
+    receive_all(&mut socket, &[after], Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarts_during_traffic_lose_nothing() {
+    let Some((mysql, redis)) = production() else { return };
+    let r = Proxy::start(host_port(&redis)).await;
+    let app = app_behind(None, Some(&r), &mysql, &redis).await;
+    let (a, b) = (app.user("ann").await, app.user("ben").await);
+    let mut socket = listener(&app, &b).await;
+    let mut sent = Vec::new();
+    for i in 0..90 {
+        if i % 30 == 10 {
+            r.cut(); // every connection to Redis drops, as in a restart
+        }
+        if i % 30 == 15 {
+            r.restore();
+        }
+        sent.push(send(&app, &a, &format!("/api/users/{}/messages", b.id), &format!("m{i}")).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    receive_all(&mut socket, &sent, Duration::from_secs(30)).await;
+}
+
+/// `chatbox worker` as its own process on the test's database and Redis.
+fn worker_process(app: &TestApp) -> Child {
+    let db = app.db();
+    Command::new(env!("CARGO_BIN_EXE_chatbox"))
+        .arg("worker")
+        .env("DATABASE_URL", &db.url)
+        .env("REDIS_URL", db.redis_url.as_deref().unwrap())
+        .env("REDIS_PREFIX", &db.redis_prefix)
+        .env("QUEUE_VISIBILITY_SECS", "3")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chatbox worker")
+}
+
+/// Jobs held in processing lists (claimed, not acknowledged).
+async fn claimed_jobs(redis: &str, prefix: &str) -> usize {
+    let client = redis::Client::open(redis).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}queue:processing:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut n = 0;
+    for k in keys {
+        n += redis::cmd("LLEN").arg(k).query_async::<usize>(&mut conn).await.unwrap();
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_burst_has_its_jobs_redelivered() {
+    let Some((mysql, redis)) = production() else { return };
+    let db = TestDb::new(&Backend::MySql(mysql, redis.clone()));
+    let mut s = settings(&db);
+    s.no_worker = true; // workers run as separate processes here
+    let app = TestApp::spawn_with(db, s).await;
+    let (a, b) = (app.user("ann").await, app.user("ben").await);
+    let mut socket = listener(&app, &b).await;
+    // A second connection of the same user shows when a worker is in the middle of the burst.
+    let mut probe = listener(&app, &b).await;
+    let mut sent = Vec::new();
+    for i in 0..300 {
+        sent.push(
+            send(
+                &app,
+                &a,
+                &format!("/api/users/{}/messages", b.id),
+                &format!("burst {i}"),
+            )
+            .await,
+        );
+    }
+    // SIGKILL a worker as soon as its first events arrive, until one dies holding a job.
+    let mut held = 0;
+    for _ in 0..10 {
+        let mut worker = worker_process(&app);
+        probe
+            .next_within(Duration::from_secs(20))
+            .await
+            .expect("the worker delivers");
+        worker.kill().unwrap(); // SIGKILL
+        worker.wait().unwrap();
+        held = claimed_jobs(&redis, &app.db().redis_prefix).await;
+        if held > 0 {
+            break;
+        }
+    }
+    assert!(held > 0, "no worker died holding a job");
+    let mut survivor = worker_process(&app);
+    receive_all(&mut socket, &sent, Duration::from_secs(60)).await;
+    survivor.kill().unwrap();
+    survivor.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_gives_its_clients_what_they_missed_once() {
+    let Some((mysql, redis)) = production() else { return };
+    let node1 = TestApp::spawn(Backend::MySql(mysql, redis)).await;
+    let node2 = node1.second_node().await;
+    let (a, b) = (node1.user("ann").await, node1.user("ben").await);
+    let mut socket = listener(&node2, &b).await;
+    let first = send(&node1, &a, &format!("/api/users/{}/messages", b.id), "first").await;
+    receive_all(&mut socket, &[first], Duration::from_secs(10)).await;
+    let db = node2.stop().await;
+    assert_eq!(socket.close_code().await, Some(4200), "told to reconnect");
+    let mut missed = Vec::new();
+    for i in 0..5 {
+        missed.push(
+            send(
+                &node1,
+                &a,
+                &format!("/api/users/{}/messages", b.id),
+                &format!("missed {i}"),
+            )
+            .await,
+        );
+    }
+    let s = settings(&db);
+    let node2 = TestApp::spawn_with(db, s).await;
+    let mut socket = listener(&node2, &b).await;
+    // Ben never acknowledged: "first" comes again after a reconnect, then what he missed, each once.
+    let mut expected = vec![first];
+    expected.extend(&missed);
+    receive_all(&mut socket, &expected, Duration::from_secs(10)).await;
+    socket.expect_no_event(Duration::from_millis(300)).await;
+}
