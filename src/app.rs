@@ -110,6 +110,12 @@ impl App {
         })
     }
 
+    /// The HTTP router of this app, for driving it in-process (fuzzing, tower `oneshot`) without
+    /// the listener or background tasks.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state.clone())
+    }
+
     /// The address actually bound (differs from the configured one when that used port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
