@@ -46,6 +46,10 @@ pub struct Settings {
     /// Most database connections this process opens.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
+    /// Most WebSocket connections from one IP address (0: no cap). Behind a reverse proxy every
+    /// client shares the proxy's address: raise it or set 0 there.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 1000, global = true)]
+    pub max_connections_per_ip: u32,
     /// Seconds after a worker's last heartbeat before its claimed jobs are handed to another
     /// worker (Redis queue).
     #[arg(long, env = "QUEUE_VISIBILITY_SECS", default_value_t = 30, global = true)]
@@ -116,6 +120,8 @@ pub struct Config {
     pub run_worker: bool,
     /// A silent worker's jobs are re-queued after this long.
     pub queue_visibility: std::time::Duration,
+    /// Most WebSocket connections per IP address; `None`: no cap.
+    pub max_connections_per_ip: Option<u32>,
 }
 
 /// A setting that failed validation: names the setting and says what is wrong.
@@ -209,6 +215,7 @@ impl Config {
             log_format: s.log_format,
             run_worker: !s.no_worker,
             queue_visibility: std::time::Duration::from_secs(s.queue_visibility_secs),
+            max_connections_per_ip: (s.max_connections_per_ip > 0).then_some(s.max_connections_per_ip),
         })
     }
 

@@ -39,6 +39,8 @@ pub enum ProtocolError {
     Malformed(String),
     #[error("Client event rate limit exceeded (10 per second)")]
     RateLimited,
+    #[error("Too many messages: at most 100 per second per connection")]
+    Flooding,
     #[error("Client events are only allowed on private and presence channels the client is subscribed to")]
     ClientEventRefused,
 }
@@ -71,6 +73,7 @@ impl ProtocolError {
             Self::BinaryFrame => (4301, Reconnect::NotClosed),
             Self::Malformed(_) => (4301, Reconnect::NotClosed),
             Self::RateLimited => (4301, Reconnect::NotClosed),
+            Self::Flooding => (4301, Reconnect::NotClosed),
             Self::ClientEventRefused => (4301, Reconnect::NotClosed),
         }
     }
@@ -99,6 +102,7 @@ mod tests {
             ProtocolError::BinaryFrame,
             ProtocolError::Malformed("x".into()),
             ProtocolError::RateLimited,
+            ProtocolError::Flooding,
             ProtocolError::ClientEventRefused,
         ] {
             let (code, class) = e.code();

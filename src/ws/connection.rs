@@ -66,7 +66,7 @@ async fn write(socket: &mut WebSocket, text: Utf8Bytes) -> Result<(), ()> {
 type Ending = Option<ProtocolError>;
 
 /// Serves one accepted socket until it ends.
-pub async fn serve(socket: WebSocket, ctx: WsContext) {
+pub async fn serve(socket: WebSocket, ctx: WsContext, ip: std::net::IpAddr) {
     let (outbox, mut rx, evicted) = Outbox::new(OUTBOX_FRAMES);
     let mut conn = Connection {
         socket,
@@ -76,11 +76,10 @@ pub async fn serve(socket: WebSocket, ctx: WsContext) {
         seen: BTreeSet::new(),
         ctx,
     };
-    conn.ctx.hub.connected();
     tracing::debug!(socket = %conn.id, "connected");
     let ending = conn.run(&mut rx, &evicted).await;
     conn.leave_all();
-    conn.ctx.hub.disconnected();
+    conn.ctx.hub.disconnected(ip);
     if let Some(e) = ending {
         if e == ProtocolError::SlowClient {
             tracing::warn!(socket = %conn.id, "client could not keep up with its events; disconnected (4100)");
@@ -130,6 +129,13 @@ impl Connection {
                     let Some(Ok(msg)) = msg else { return None };
                     deadline = Instant::now() + ACTIVITY_TIMEOUT;
                     pinged = false;
+                    if !matches!(msg, Message::Close(_)) && !self.session.allow_frame() {
+                        // Over the frame budget: refused, once per second, and not acted on.
+                        if self.session.first_refusal_this_second() {
+                            self.write(frames::error(&ProtocolError::Flooding)).await.ok()?;
+                        }
+                        continue;
+                    }
                     match msg {
                         Message::Text(text) => self.handle(&text).await.ok()?,
                         Message::Binary(_) => self.write(frames::error(&ProtocolError::BinaryFrame)).await.ok()?,

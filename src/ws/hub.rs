@@ -4,6 +4,7 @@
 
 use std::{
     collections::{HashMap, hash_map::Entry},
+    net::IpAddr,
     sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard},
 };
 
@@ -97,6 +98,8 @@ struct Inner {
     /// Presence channel → user id → member.
     presence: HashMap<ChannelName, HashMap<String, Member>>,
     sockets: usize,
+    /// Open connections per client address.
+    per_ip: HashMap<IpAddr, u32>,
 }
 
 /// Counters an admin or a metrics scrape reads.
@@ -129,14 +132,28 @@ impl Hub {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts a connection in (call once per socket, with [`Hub::disconnected`] at the end).
-    pub fn connected(&self) {
-        self.write().sockets += 1;
+    /// Counts a connection from `ip` in, unless that address already has `cap` connections;
+    /// pair every `true` with [`Hub::disconnected`].
+    pub fn admit(&self, ip: IpAddr, cap: Option<u32>) -> bool {
+        let mut inner = self.write();
+        let from_ip = inner.per_ip.entry(ip).or_default();
+        if cap.is_some_and(|cap| *from_ip >= cap) {
+            return false;
+        }
+        *from_ip += 1;
+        inner.sockets += 1;
+        true
     }
 
-    pub fn disconnected(&self) {
+    pub fn disconnected(&self, ip: IpAddr) {
         let mut inner = self.write();
         inner.sockets = inner.sockets.saturating_sub(1);
+        if let Entry::Occupied(mut n) = inner.per_ip.entry(ip) {
+            *n.get_mut() -= 1;
+            if *n.get() == 0 {
+                n.remove();
+            }
+        }
     }
 
     pub fn stats(&self) -> HubStats {

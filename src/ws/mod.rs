@@ -9,10 +9,10 @@ pub mod hub;
 mod session;
 pub mod waiters;
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use axum::{
-    extract::{Path, Query, State, WebSocketUpgrade},
+    extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade},
     http::{HeaderMap, header},
     response::Response,
 };
@@ -44,11 +44,15 @@ pub async fn upgrade(
     State(state): State<AppState>,
     Path(key): Path<String>,
     Query(params): Query<HashMap<String, String>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
     let ctx = state.ws.clone();
-    let refused = handshake_error(&ctx.config, &key, &params, &headers);
+    let ip = peer.ip();
+    let refused = handshake_error(&ctx.config, &key, &params, &headers).or_else(|| {
+        (!ctx.hub.admit(ip, ctx.config.max_connections_per_ip)).then_some(ProtocolError::TooManyConnections)
+    });
     let tasks = ctx.tasks.clone();
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
@@ -58,7 +62,7 @@ pub async fn upgrade(
             tasks.track_future(async move {
                 match refused {
                     Some(e) => connection::refuse(socket, e).await,
-                    None => connection::serve(socket, ctx).await,
+                    None => connection::serve(socket, ctx, ip).await,
                 }
             })
         })

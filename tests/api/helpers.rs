@@ -161,6 +161,7 @@ pub fn settings(db: &TestDb) -> Settings {
         log_format: LogFormat::Text,
         no_worker: false,
         queue_visibility_secs: 3,
+        max_connections_per_ip: 1000,
     }
 }
 

@@ -152,7 +152,73 @@ async fn shutdown_closes_sockets_with_4200(backend: Backend) {
         .unwrap();
 }
 
+async fn floods_of_frames_are_refused_and_the_connection_stays(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut c = PusherClient::connect(&app).await;
+    for _ in 0..250 {
+        c.send(json!({"event": "pusher:ping", "data": {}})).await;
+    }
+    let (mut pongs, mut refusals) = (0, 0);
+    while let Some(f) = c.next_within(Duration::from_millis(500)).await {
+        match f.event.as_str() {
+            "pusher:pong" => pongs += 1,
+            "pusher:error" => {
+                assert_eq!(f.data["code"], 4301);
+                refusals += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        (100..250).contains(&pongs),
+        "{pongs} pongs: the budget is 100 frames a second"
+    );
+    assert!(
+        (1..=3).contains(&refusals),
+        "refusal said once a second, not per frame: {refusals}"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.send(json!({"event": "pusher:ping", "data": {}})).await;
+    assert_eq!(
+        c.expect("pusher:pong").await.event,
+        "pusher:pong",
+        "served again the next second"
+    );
+}
+
+async fn connections_per_address_are_capped(backend: Backend) {
+    let db = crate::helpers::TestDb::new(&backend);
+    let mut s = crate::helpers::settings(&db);
+    s.max_connections_per_ip = 3;
+    let app = TestApp::spawn_with(db, s).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(PusherClient::connect(&app).await);
+    }
+    let ws = connect_raw(&app, "/app/test-key?protocol=7", None).await;
+    assert_eq!(
+        refusal(ws).await,
+        (4100, 4100),
+        "the fourth from one address is refused"
+    );
+    drop(open.pop());
+    // The freed slot is given back once the server has seen the close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut ws = connect_raw(&app, "/app/test-key?protocol=7", None).await;
+        use futures_util::StreamExt;
+        let first = ws.next().await.unwrap().unwrap();
+        if first.to_text().unwrap().contains("connection_established") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "slot never freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 backend_tests!(
+    floods_of_frames_are_refused_and_the_connection_stays,
+    connections_per_address_are_capped,
     handshake_gives_a_socket_id_and_answers_ping,
     refused_handshakes_close_with_their_codes,
     bad_frames_get_an_error_and_the_connection_stays,
