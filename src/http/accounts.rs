@@ -66,14 +66,14 @@ struct SignedIn {
     token: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RegisterBody {
     name: String,
     email: String,
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LoginBody {
     email: String,
     password: String,
@@ -110,6 +110,7 @@ async fn sign_in(state: &AppState, session: &Session, user: &User) -> Result<Str
 }
 
 /// `POST /api/register` → 201 `{user, token}`; the user is in "All" from now on and signed in.
+#[utoipa::path(post, path = "/api/register", tag = "accounts", request_body = RegisterBody, responses((status = 201, description = "registered and signed in: {user, token}"), (status = 409, description = "e-mail or name taken"), (status = 422, description = "invalid input")))]
 async fn register(
     State(state): State<AppState>,
     session: Session,
@@ -137,6 +138,7 @@ async fn register(
 
 /// `POST /api/login` → 200 `{user, token}` + session cookie; 401 `invalid_credentials` for an
 /// unknown e-mail or a wrong password alike; 429 after repeated failures.
+#[utoipa::path(post, path = "/api/login", tag = "accounts", request_body = LoginBody, responses((status = 200, description = "{user, token} and a session cookie"), (status = 401, description = "invalid credentials"), (status = 429, description = "too many failed attempts")))]
 async fn login(
     State(state): State<AppState>,
     session: Session,
@@ -172,6 +174,7 @@ async fn login(
 
 /// `POST /api/logout` → 204. Ends the session and revokes the bearer token used, if any.
 /// Answers 204 also when nobody was signed in.
+#[utoipa::path(post, path = "/api/logout", tag = "accounts", responses((status = 204, description = "signed out")))]
 async fn logout(
     State(state): State<AppState>,
     session: Session,
@@ -189,6 +192,7 @@ async fn logout(
 }
 
 /// `GET /api/me` → `{user}`; 401 when not signed in.
+#[utoipa::path(get, path = "/api/me", tag = "accounts", security(("bearer" = [])), responses((status = 200, description = "{user}"), (status = 401, description = "not signed in")))]
 async fn me(State(state): State<AppState>, caller: CurrentUser) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "user": UserView::of(&caller.user, Some(&caller.user), &state) }))
 }

@@ -54,6 +54,7 @@ async fn page(State(state): State<AppState>, caller: Option<CurrentUser>) -> Res
 }
 
 /// `GET /api/admin/presence` → `{online: [{user_id, name, connections, since}], count}`.
+#[utoipa::path(get, path = "/api/admin/presence", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "{online, count}"), (status = 401, description = "not signed in"), (status = 403, description = "not an admin")))]
 async fn presence(State(state): State<AppState>, caller: Option<CurrentUser>) -> Result<Json<Value>, ApiError> {
     admin(&state, caller)?;
     let channel = ChannelName::parse(ONLINE).expect("a valid channel name");
@@ -77,6 +78,7 @@ async fn presence(State(state): State<AppState>, caller: Option<CurrentUser>) ->
 }
 
 /// `GET /api/admin/stats` → `{connections, messages_per_second, queue_depth, uptime_seconds, long_polls}`.
+#[utoipa::path(get, path = "/api/admin/stats", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "live figures"), (status = 401, description = "not signed in"), (status = 403, description = "not an admin")))]
 async fn stats(State(state): State<AppState>, caller: Option<CurrentUser>) -> Result<Json<Value>, ApiError> {
     admin(&state, caller)?;
     let hub = state.ws.hub.stats();

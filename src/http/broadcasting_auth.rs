@@ -25,12 +25,13 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/broadcasting/auth", post(authorize))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AuthBody {
     socket_id: String,
     channel_name: String,
 }
 
+#[utoipa::path(post, path = "/broadcasting/auth", tag = "realtime", security(("bearer" = [])), request_body(content((AuthBody = "application/x-www-form-urlencoded"), (AuthBody = "application/json"))), responses((status = 200, description = "{auth} or {auth, channel_data}"), (status = 403, description = "channel not allowed"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn authorize(State(state): State<AppState>, caller: CurrentUser, req: Request) -> Result<Json<Value>, ApiError> {
     let is_json = req
         .headers()

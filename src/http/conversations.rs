@@ -15,6 +15,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/conversations", get(list))
 }
 
+#[utoipa::path(get, path = "/api/conversations", tag = "messages", security(("bearer" = [])), responses((status = 200, description = "{conversations}"), (status = 401, description = "not signed in")))]
 async fn list(State(state): State<AppState>, caller: CurrentUser) -> Result<Json<Value>, ApiError> {
     let me = caller.id();
     let store = &state.store;

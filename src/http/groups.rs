@@ -49,14 +49,16 @@ fn refused(r: rules::Refusal) -> ApiError {
     ApiError::forbidden(r.code, r.message)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateBody {
     name: String,
     #[serde(default)]
+    #[schema(value_type = Vec<i64>)]
     member_ids: Vec<UserId>,
 }
 
 /// `POST /api/groups` → 201 `{group}`; the caller becomes owner and member.
+#[utoipa::path(post, path = "/api/groups", tag = "groups", security(("bearer" = [])), request_body = CreateBody, responses((status = 201, description = "{group}"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn create(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -84,6 +86,7 @@ async fn create(
 }
 
 /// `GET /api/groups` → `{groups: [group + unread]}`: the caller's groups, "All" first.
+#[utoipa::path(get, path = "/api/groups", tag = "groups", security(("bearer" = [])), responses((status = 200, description = "{groups}"), (status = 401, description = "not signed in")))]
 async fn list(State(state): State<AppState>, caller: CurrentUser) -> Result<Json<Value>, ApiError> {
     let marks = state.store.read_marks(caller.id()).await?;
     let mut groups = Vec::new();
@@ -104,6 +107,7 @@ async fn list(State(state): State<AppState>, caller: CurrentUser) -> Result<Json
 }
 
 /// `GET /api/groups/{id}` → `{group}` for members.
+#[utoipa::path(get, path = "/api/groups/{id}", tag = "groups", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, description = "{group}"), (status = 403, description = "not a member"), (status = 404, description = "no such group")))]
 async fn show(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -113,12 +117,13 @@ async fn show(
     Ok(Json(json!({ "group": group })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RenameBody {
     name: String,
 }
 
 /// `PATCH /api/groups/{id} {name}` → `{group}` (owner only).
+#[utoipa::path(patch, path = "/api/groups/{id}", tag = "groups", security(("bearer" = [])), params(("id" = i64, Path)), request_body = RenameBody, responses((status = 200, description = "{group}"), (status = 403, description = "not the owner"), (status = 404, description = "no such group"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn rename(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -141,6 +146,7 @@ async fn rename(
 }
 
 /// `DELETE /api/groups/{id}` → 204 (owner only; never "All").
+#[utoipa::path(delete, path = "/api/groups/{id}", tag = "groups", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 204, description = "deleted"), (status = 403, description = "not the owner, or \"All\""), (status = 404, description = "no such group")))]
 async fn remove_group(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -160,13 +166,15 @@ async fn remove_group(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AddBody {
+    #[schema(value_type = i64)]
     user_id: UserId,
 }
 
 /// `POST /api/groups/{id}/members {user_id}` → `{group}` (owner only). Adding a member twice is
 /// not an error.
+#[utoipa::path(post, path = "/api/groups/{id}/members", tag = "groups", security(("bearer" = [])), params(("id" = i64, Path)), request_body = AddBody, responses((status = 200, description = "{group}"), (status = 403, description = "not the owner"), (status = 404, description = "no such group or user"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn add_member(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -199,6 +207,7 @@ async fn add_member(
 
 /// `DELETE /api/groups/{id}/members/{userId}` → 204: the owner removes a member, or a member
 /// removes itself (leaves). Nobody leaves "All"; the owner deletes the group instead of leaving.
+#[utoipa::path(delete, path = "/api/groups/{id}/members/{user}", tag = "groups", security(("bearer" = [])), params(("id" = i64, Path), ("user" = i64, Path)), responses((status = 204, description = "removed, or left"), (status = 403, description = "not allowed"), (status = 404, description = "no such group or member")))]
 async fn remove_member(
     State(state): State<AppState>,
     caller: CurrentUser,

@@ -34,7 +34,8 @@ pub fn router() -> Router<AppState> {
 const DEFAULT_PAGE: u32 = 20;
 const MAX_PAGE: u32 = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
     before: Option<i64>,
     limit: Option<u32>,
@@ -66,6 +67,7 @@ async fn other_user(state: &AppState, caller: &CurrentUser, raw: &str) -> Result
 
 /// `GET /api/users/{id}/messages?before=&limit=` → `{messages: [oldest … newest], has_more}`:
 /// the caller's conversation with user `id` (only its two participants can read it).
+#[utoipa::path(get, path = "/api/users/{id}/messages", tag = "messages", security(("bearer" = [])), params(("id" = i64, Path, description = "the other participant"), PageQuery), responses((status = 200, description = "{messages, has_more}"), (status = 404, description = "no such user"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn user_history(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -81,6 +83,7 @@ async fn user_history(
 
 /// `GET /api/groups/{id}/messages?before=&limit=`: members read the whole history, also what was
 /// sent before they joined.
+#[utoipa::path(get, path = "/api/groups/{id}/messages", tag = "messages", security(("bearer" = [])), params(("id" = i64, Path), PageQuery), responses((status = 200, description = "{messages, has_more}"), (status = 403, description = "not a member"), (status = 404, description = "no such group"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn group_history(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -92,13 +95,14 @@ async fn group_history(
     Ok(Json(state.store.group_history(group.id, before, limit).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct ReadBody {
     message_id: Option<i64>,
 }
 
 /// `POST /api/users/{id}/read {message_id?}` → 204: the conversation is read up to that message
 /// (default: its newest).
+#[utoipa::path(post, path = "/api/users/{id}/read", tag = "messages", security(("bearer" = [])), params(("id" = i64, Path)), request_body(content = Option<ReadBody>, description = "optional"), responses((status = 204, description = "marked read"), (status = 404, description = "no such user"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn read_user(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -110,6 +114,7 @@ async fn read_user(
 }
 
 /// `POST /api/groups/{id}/read {message_id?}` → 204.
+#[utoipa::path(post, path = "/api/groups/{id}/read", tag = "messages", security(("bearer" = [])), params(("id" = i64, Path)), request_body(content = Option<ReadBody>, description = "optional"), responses((status = 204, description = "marked read"), (status = 403, description = "not a member"), (status = 404, description = "no such group"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn read_group(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -147,7 +152,7 @@ async fn mark_read(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AckBody {
     individual: Option<i64>,
@@ -157,6 +162,7 @@ struct AckBody {
 /// `POST /api/delivery/ack {individual?, group?}` → 204: the caller has received everything up to
 /// these message ids on its individual / group channel; backlog on the next subscription starts
 /// after them. Cursors never move backwards.
+#[utoipa::path(post, path = "/api/delivery/ack", tag = "messages", security(("bearer" = [])), request_body = AckBody, responses((status = 204, description = "acknowledged"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn acknowledge(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -173,7 +179,7 @@ async fn acknowledge(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct SendBody {
     body: String,
     #[serde(default)]
@@ -181,6 +187,7 @@ struct SendBody {
 }
 
 /// `POST /api/users/{id}/messages` → 201 `{message}` (200 for a retry with a known `client_id`).
+#[utoipa::path(post, path = "/api/users/{id}/messages", tag = "messages", security(("bearer" = [])), params(("id" = i64, Path, description = "recipient")), request_body = SendBody, responses((status = 201, description = "{message}, stored"), (status = 200, description = "a retry: the stored message"), (status = 404, description = "no such user"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn send_to_user(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -195,6 +202,7 @@ async fn send_to_user(
 }
 
 /// `POST /api/groups/{id}/messages` → 201 `{message}`; 403 for non-members.
+#[utoipa::path(post, path = "/api/groups/{id}/messages", tag = "messages", security(("bearer" = [])), params(("id" = i64, Path)), request_body = SendBody, responses((status = 201, description = "{message}"), (status = 403, description = "not a member"), (status = 404, description = "no such group"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn send_to_group(
     State(state): State<AppState>,
     caller: CurrentUser,

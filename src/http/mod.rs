@@ -9,6 +9,7 @@ pub mod extract;
 pub mod groups;
 pub mod messages;
 pub mod notifications;
+pub mod openapi;
 pub mod origin;
 pub mod people;
 pub mod static_files;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .route("/app/{key}", get(crate::ws::upgrade))
         .route("/api/config", get(client_config))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/healthz", get(healthz))
         .route(
             "/api/{*rest}",
@@ -64,6 +66,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// `GET /healthz`: 200 while the database answers, 503 otherwise.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the database answers"), (status = 503, description = "the database does not answer")))]
 async fn healthz(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<extract::Json<serde_json::Value>, ApiError> {
@@ -72,6 +75,7 @@ async fn healthz(
 }
 
 /// `GET /api/config` (public): what a Pusher client needs to connect to this server.
+#[utoipa::path(get, path = "/api/config", tag = "realtime", responses((status = 200, description = "{pusher: {key, ws_host, ws_port, force_tls}}")))]
 async fn client_config(
     axum::extract::State(state): axum::extract::State<AppState>,
     headers: axum::http::HeaderMap,

@@ -36,7 +36,8 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/notifications", get(poll))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PollQuery {
     after: Option<String>,
     timeout: Option<u64>,
@@ -63,6 +64,7 @@ impl Position {
     }
 }
 
+#[utoipa::path(get, path = "/api/notifications", tag = "notifications", security(("bearer" = [])), params(PollQuery), responses((status = 200, description = "{notifications, cursor}"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn poll(
     State(state): State<AppState>,
     caller: CurrentUser,

@@ -55,12 +55,14 @@ fn people_json(people: &[Person], online: &HashSet<UserId>) -> Vec<Value> {
 }
 
 /// `GET /api/users` → `{users: [{id, name, online}]}`.
+#[utoipa::path(get, path = "/api/users", tag = "people", security(("bearer" = [])), responses((status = 200, description = "{users: [{id, name, online}]}"), (status = 401, description = "not signed in")))]
 async fn list(State(state): State<AppState>, _caller: CurrentUser) -> Result<Json<Value>, ApiError> {
     let people = state.store.people().await?;
     Ok(Json(json!({ "users": people_json(&people, &online(&state)) })))
 }
 
 /// `GET /api/users/{id}` → `{user}` (e-mail only for the user itself and admins).
+#[utoipa::path(get, path = "/api/users/{id}", tag = "people", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, description = "{user}"), (status = 404, description = "no such user")))]
 async fn show(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -74,15 +76,18 @@ async fn show(
     Ok(Json(json!({ "user": UserView::of(&user, Some(&caller.user), &state) })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchQuery {
     name: String,
     #[serde(default, rename = "type")]
+    #[param(rename = "type")]
     kind: Option<String>,
 }
 
 /// `GET /api/search?name=…&type=user|group` → `{users, groups}`: names starting with `name`,
 /// case-insensitive; groups only those the caller is a member of.
+#[utoipa::path(get, path = "/api/search", tag = "people", security(("bearer" = [])), params(SearchQuery), responses((status = 200, description = "{users, groups}"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn search(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -118,18 +123,20 @@ async fn search(
 }
 
 /// `GET /api/friends` → `{friends: [{id, name, online}]}`.
+#[utoipa::path(get, path = "/api/friends", tag = "people", security(("bearer" = [])), responses((status = 200, description = "{friends}"), (status = 401, description = "not signed in")))]
 async fn friends(State(state): State<AppState>, caller: CurrentUser) -> Result<Json<Value>, ApiError> {
     let friends = state.store.friends(caller.id()).await?;
     Ok(Json(json!({ "friends": people_json(&friends, &online(&state)) })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct FriendBody {
     username: String,
 }
 
 /// `POST /api/friends {username}` → 201 `{friends}`; 404 for an unknown name; adding a friend
 /// twice is not an error.
+#[utoipa::path(post, path = "/api/friends", tag = "people", security(("bearer" = [])), request_body = FriendBody, responses((status = 201, description = "{friends}"), (status = 404, description = "no such user"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn add_friend(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -149,6 +156,7 @@ async fn add_friend(
 }
 
 /// `DELETE /api/friends/{id}` → 204; 404 if that user is not a friend.
+#[utoipa::path(delete, path = "/api/friends/{id}", tag = "people", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 204, description = "removed"), (status = 404, description = "not a friend")))]
 async fn remove_friend(
     State(state): State<AppState>,
     caller: CurrentUser,
