@@ -108,6 +108,20 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// The same database and Redis for another node; the original keeps ownership (and drops it).
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            redis_url: self.redis_url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            _dir: None,
+            mysql_server: None,
+            name: String::new(),
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let Some(server) = self.mysql_server.take() else {
@@ -214,15 +228,7 @@ impl TestApp {
 
     /// Another server on the same database and Redis (a second node).
     pub async fn second_node(&self) -> Self {
-        let db = self.db.as_ref().expect("running");
-        let shared = TestDb {
-            url: db.url.clone(),
-            redis_url: db.redis_url.clone(),
-            redis_prefix: db.redis_prefix.clone(),
-            _dir: None,
-            mysql_server: None,
-            name: String::new(),
-        };
+        let shared = self.db().shared();
         let s = settings(&shared);
         Self::spawn_with(shared, s).await
     }

@@ -9,6 +9,7 @@ mod pusher;
 
 mod accounts;
 mod broadcast;
+mod chaos;
 mod chat;
 mod delivery;
 mod faults;

@@ -49,6 +49,36 @@ impl PusherClient {
         c
     }
 
+    /// Connects to a server at `addr`; `None` if it is not there (yet).
+    pub async fn try_connect(addr: std::net::SocketAddr) -> Option<Self> {
+        let url = format!("ws://{addr}/app/test-key?protocol=7");
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.ok()?;
+        let mut c = Self {
+            ws,
+            socket_id: String::new(),
+            activity_timeout: 0,
+        };
+        let hello = c.next_within(FRAME_TIMEOUT).await?;
+        c.socket_id = hello.data["socket_id"].as_str()?.to_owned();
+        Some(c)
+    }
+
+    /// Asks the auth endpoint at `addr` to sign `channel` for this socket; `None` if the node is
+    /// gone or refuses.
+    pub async fn sign(&self, addr: std::net::SocketAddr, token: &str, channel: &str) -> Option<Value> {
+        let res = reqwest::Client::new()
+            .post(format!("http://{addr}/broadcasting/auth"))
+            .bearer_auth(token)
+            .form(&[("socket_id", self.socket_id.as_str()), ("channel_name", channel)])
+            .send()
+            .await
+            .ok()?;
+        if !res.status().is_success() {
+            return None;
+        }
+        res.json::<Value>().await.ok()
+    }
+
     pub async fn send(&mut self, v: Value) {
         self.ws.send(Message::text(v.to_string())).await.expect("send");
     }

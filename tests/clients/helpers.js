@@ -1,6 +1,7 @@
 // Shared plumbing for the client suite: starts a real `chatbox serve` process on a random port with
-// an isolated backend, and hands out the clients a browser application would use (pusher-js and
-// laravel-echo), plus a raw WebSocket for protocol-level checks.
+// an isolated backend (starting and stopping the process is ../support/server.js), and hands out
+// the clients a browser application would use (pusher-js and laravel-echo), plus a raw WebSocket
+// for protocol-level checks.
 //
 // Environment:
 //   CHATBOX_BIN             the server binary (default: <repo>/target/debug/chatbox, or
@@ -10,27 +11,19 @@
 //   CHATBOX_TEST_REDIS_URL  for mysql-redis: redis://127.0.0.1:6379
 //   CHATBOX_NODE_LOG=1      copy the server's log lines to this process's stderr
 
-import { spawn, execFile } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import Echo from 'laravel-echo';
 import Pusher from 'pusher-js';
 import WebSocket from 'ws';
 
+import { startChatbox } from '../support/server.js';
+
 export const APP_KEY = 'node-key';
 const APP_ID = 'node-app';
 const APP_SECRET = 'node-secret';
-
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const REPO = path.resolve(HERE, '..', '..');
-
-const START_TIMEOUT_MS = 30_000;
-const STOP_GRACE_MS = 5_000;
-const LOG_LINES_KEPT = 400;
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -133,18 +126,11 @@ export function subscribed(channel, timeoutMs = 10_000, what = channel.name) {
 /** Ids compared as strings, as the protocol asks (presence ids may be numbers or strings). */
 export const sameId = (x, y) => String(x) === String(y);
 
-function binaryPath() {
-  if (process.env.CHATBOX_BIN) return path.resolve(process.env.CHATBOX_BIN);
-  const targetDir = process.env.CARGO_TARGET_DIR
-    ? path.resolve(REPO, process.env.CARGO_TARGET_DIR)
-    : path.join(REPO, 'target');
-  return path.join(targetDir, 'debug', 'chatbox');
-}
-
+// Sets the backend up for one server: its environment, and what to remove once it stopped.
 function backendEnv(workDir) {
   const backend = process.env.CHATBOX_NODE_BACKEND || 'embedded';
   if (backend === 'embedded') {
-    return { env: { DATABASE_URL: `sqlite://${path.join(workDir, 'chatbox.db')}` }, cleanup: async () => {} };
+    return { env: { DATABASE_URL: `sqlite://${path.join(workDir, 'chatbox.db')}` } };
   }
   if (backend === 'mysql-redis') {
     const mysqlUrl = process.env.CHATBOX_TEST_MYSQL_URL;
@@ -188,149 +174,42 @@ function dropMysqlDatabase(mysqlUrl, database) {
 }
 
 /**
- * Starts `chatbox serve` on 127.0.0.1 with a random port and a fresh backend. Resolves once the
- * server logged "chatbox is serving". Call `stop()` when done (the test file's `after` hook).
+ * Starts `chatbox serve` on 127.0.0.1 with a random port and a fresh backend (process handling in
+ * ../support/server.js). Resolves once the server logged "chatbox is serving". Call `stop()` when
+ * done (the test file's `after` hook).
  */
 export async function startServer() {
-  const bin = binaryPath();
-  if (!existsSync(bin)) {
-    throw new Error(
-      `chatbox binary not found at ${bin}: build it with \`cargo build\` at the repository root, ` +
-        'or point CHATBOX_BIN (or CARGO_TARGET_DIR) at it',
-    );
-  }
-  const workDir = mkdtempSync(path.join(tmpdir(), 'chatbox-node-'));
-  let backend;
-  try {
-    backend = backendEnv(workDir);
-  } catch (e) {
-    rmSync(workDir, { recursive: true, force: true });
-    throw e;
-  }
-
-  const env = { ...process.env };
-  for (const name of ['DATABASE_URL', 'REDIS_URL', 'REDIS_PREFIX', 'ALLOWED_ORIGINS', 'ADMIN_EMAILS']) {
-    delete env[name];
-  }
-  Object.assign(env, {
-    BIND: '127.0.0.1:0',
-    LOG_FORMAT: 'json',
-    PUSHER_APP_ID: APP_ID,
-    PUSHER_APP_KEY: APP_KEY,
-    PUSHER_APP_SECRET: APP_SECRET,
-    RUST_LOG: 'info',
-    ...backend.env,
-  });
-
-  // The working directory is the temp dir, so a developer's `.env` in the repository is not read.
-  const child = spawn(bin, ['serve'], { cwd: workDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const log = [];
-  const echoLog = process.env.CHATBOX_NODE_LOG === '1';
-  let exit = null;
-  const exited = new Promise((resolve) => {
-    child.on('close', (code, signal) => {
-      exit = { code, signal };
-      resolve(exit);
-    });
-  });
-  let onLine = () => {};
-  let partial = '';
-  // Keep reading stderr for the whole run: a full pipe would block the server's logging.
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (chunk) => {
-    const lines = (partial + chunk).split('\n');
-    partial = lines.pop();
-    for (const line of lines) {
-      log.push(line);
-      if (log.length > LOG_LINES_KEPT) log.shift();
-      if (echoLog) process.stderr.write(`[chatbox] ${line}\n`);
-      onLine(line);
-    }
-  });
-  child.stdout.resume();
-  const logTail = (n = 60) => log.slice(-n).join('\n');
-
-  let port;
-  try {
-    port = await new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`chatbox did not report "chatbox is serving" within ${START_TIMEOUT_MS} ms`)),
-        START_TIMEOUT_MS,
-      );
-      child.on('error', (e) => {
-        clearTimeout(timer);
-        reject(new Error(`cannot start ${bin}: ${e.message}`));
-      });
-      exited.then(({ code, signal }) => {
-        clearTimeout(timer);
-        reject(new Error(`chatbox exited during start-up (code ${code}, signal ${signal})`));
-      });
-      onLine = (line) => {
-        let entry;
-        try {
-          entry = JSON.parse(line);
-        } catch {
-          return;
-        }
-        if (entry?.fields?.message === 'chatbox is serving') {
-          const match = /:(\d+)$/.exec(String(entry.fields.addr ?? ''));
-          clearTimeout(timer);
-          if (match) resolve(Number(match[1]));
-          else reject(new Error(`cannot read a port from the "chatbox is serving" line: ${line}`));
-        }
+  const server = await startChatbox({
+    tempPrefix: 'chatbox-node-',
+    setup: (workDir) => {
+      const backend = backendEnv(workDir);
+      return {
+        env: { PUSHER_APP_ID: APP_ID, PUSHER_APP_KEY: APP_KEY, PUSHER_APP_SECRET: APP_SECRET, ...backend.env },
+        cleanup: backend.cleanup,
       };
-    });
-  } catch (e) {
-    if (!exit) child.kill('SIGKILL');
-    await exited;
-    await backend.cleanup();
-    rmSync(workDir, { recursive: true, force: true });
-    throw new Error(`${e.message}\n--- chatbox stderr ---\n${logTail(200)}`);
-  }
-  onLine = () => {};
-
-  return new ChatboxServer({ child, port, exited, getExit: () => exit, logTail, workDir, backend });
+    },
+    echoLog: process.env.CHATBOX_NODE_LOG === '1',
+  });
+  return new ChatboxServer(server);
 }
 
+/** The running server plus the clients it hands out, which `stop()` disconnects first. */
 class ChatboxServer {
-  #child;
-  #exited;
-  #getExit;
-  #workDir;
-  #backend;
+  #server;
   #clients = new Set();
 
-  constructor({ child, port, exited, getExit, logTail, workDir, backend }) {
-    this.#child = child;
-    this.#exited = exited;
-    this.#getExit = getExit;
-    this.#workDir = workDir;
-    this.#backend = backend;
-    this.port = port;
-    this.base = `http://127.0.0.1:${port}`;
-    this.wsBase = `ws://127.0.0.1:${port}`;
+  constructor(server) {
+    this.#server = server;
+    this.port = server.port;
+    this.base = server.base;
+    this.wsBase = server.wsBase;
     /** The last lines the server logged, for failure messages. */
-    this.logTail = logTail;
+    this.logTail = server.logTail;
   }
 
   /** `fetch` against the server with a bearer token and a JSON body; the body is parsed when JSON. */
-  async api(token, method, urlPath, body = undefined) {
-    const headers = { accept: 'application/json' };
-    if (token) headers.authorization = `Bearer ${token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(this.base + urlPath, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    let json = null;
-    try {
-      json = text ? JSON.parse(text) : null;
-    } catch {
-      // not JSON: callers look at `text`
-    }
-    return { status: res.status, body: json, text, headers: res.headers };
+  api(token, method, urlPath, body = undefined) {
+    return this.#server.api(token, method, urlPath, body);
   }
 
   /** POST /api/register; resolves with `{user, token}` (asserts the 201). */
@@ -418,23 +297,7 @@ class ChatboxServer {
       }
     }
     this.#clients.clear();
-    const early = this.#getExit();
-    if (early) {
-      process.stderr.write(
-        `chatbox had exited before the end of the file (code ${early.code}, signal ${early.signal})\n` +
-          `--- chatbox stderr ---\n${this.logTail(200)}\n`,
-      );
-    } else {
-      this.#child.kill('SIGTERM');
-      const timer = setTimeout(() => {
-        process.stderr.write(`chatbox did not stop within ${STOP_GRACE_MS} ms of SIGTERM: killing it\n`);
-        this.#child.kill('SIGKILL');
-      }, STOP_GRACE_MS);
-      await this.#exited;
-      clearTimeout(timer);
-    }
-    await this.#backend.cleanup();
-    rmSync(this.#workDir, { recursive: true, force: true });
+    await this.#server.stop();
   }
 }
 
