@@ -50,6 +50,7 @@ fn refused(r: rules::Refusal) -> ApiError {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
     #[serde(default)]
@@ -118,6 +119,7 @@ async fn show(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct RenameBody {
     name: String,
 }
@@ -167,6 +169,7 @@ async fn remove_group(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct AddBody {
     #[schema(value_type = i64)]
     user_id: UserId,

@@ -96,6 +96,7 @@ async fn group_history(
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct ReadBody {
     message_id: Option<i64>,
 }
@@ -180,6 +181,7 @@ async fn acknowledge(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct SendBody {
     body: String,
     #[serde(default)]

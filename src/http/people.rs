@@ -130,6 +130,7 @@ async fn friends(State(state): State<AppState>, caller: CurrentUser) -> Result<J
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct FriendBody {
     username: String,
 }

@@ -423,4 +423,152 @@ backend_tests!(
     unread_counts_and_conversations,
     search_people_and_friends,
     new_users_are_announced_to_everyone,
+    nobody_reads_what_is_not_theirs_on_any_path,
+    session_cookies_are_secure_when_configured,
+    misspelt_fields_are_refused_not_ignored,
 );
+
+/// A user never reads another's one-to-one messages, nor a group's without membership: over
+/// REST, the auth endpoint, WebSocket subscriptions and long polling.
+async fn nobody_reads_what_is_not_theirs_on_any_path(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (a, b, eve) = (app.user("ann").await, app.user("ben").await, app.user("eve").await);
+    let res = call(
+        &app,
+        &a,
+        reqwest::Method::POST,
+        "/api/groups",
+        Some(json!({"name": "pair", "member_ids": [b.id]})),
+    )
+    .await;
+    let gid = res.json::<Value>().await.unwrap()["group"]["id"].as_i64().unwrap();
+    // Eve's long poll starts before anything is sent.
+    let poll = {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url("/api/notifications?timeout=3"),
+            eve.token.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    let mut eve_socket = PusherClient::connect(&app).await;
+    eve_socket
+        .subscribe(&app, &eve.token, &format!("private-individual.message.{}", eve.id))
+        .await;
+    eve_socket
+        .subscribe(&app, &eve.token, &format!("private-group.message.{}", eve.id))
+        .await;
+    let secret = send(&app, &a, &format!("/api/users/{}/messages", b.id), "for ben only").await;
+    send(&app, &a, &format!("/api/groups/{gid}/messages"), "for the pair only").await;
+    // REST: Eve's own conversation with Ann is empty; the group is closed to her.
+    assert_eq!(
+        ids(&get_json(&app, &eve, &format!("/api/users/{}/messages", a.id)).await),
+        Vec::<i64>::new()
+    );
+    let res = call(
+        &app,
+        &eve,
+        reqwest::Method::GET,
+        &format!("/api/groups/{gid}/messages"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // Auth endpoint: no signature for Ben's channels.
+    for channel in [
+        format!("private-individual.message.{}", b.id),
+        format!("private-group.message.{}", b.id),
+    ] {
+        let res = app
+            .client
+            .post(app.url("/broadcasting/auth"))
+            .bearer_auth(&eve.token)
+            .form(&[
+                ("socket_id", eve_socket.socket_id.as_str()),
+                ("channel_name", channel.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    }
+    // WebSocket: a subscription without the server's signature is refused, and nothing arrives.
+    let ben_channel = format!("private-individual.message.{}", b.id);
+    eve_socket
+        .send(json!({"event": "pusher:subscribe", "data": {"channel": ben_channel, "auth": "test-key:00"}}))
+        .await;
+    assert_eq!(
+        eve_socket.expect("pusher:subscription_error").await.channel,
+        Some(ben_channel)
+    );
+    eve_socket.expect_no_event(Duration::from_millis(300)).await;
+    // Long polling: Eve is told nothing about either message.
+    let answer = poll.await.unwrap();
+    assert_eq!(answer["notifications"], json!([]), "{answer}");
+    let ben_poll = get_json(&app, &b, "/api/notifications?timeout=0").await;
+    assert!(
+        ben_poll["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["message_id"] == secret)
+    );
+}
+
+async fn session_cookies_are_secure_when_configured(backend: Backend) {
+    let db = crate::helpers::TestDb::new(&backend);
+    let mut s = crate::helpers::settings(&db);
+    s.cookie_secure = true;
+    let app = TestApp::spawn_with(db, s).await;
+    let res = app
+        .client
+        .post(app.url("/api/register"))
+        .json(&json!({"name": "sec", "email": "sec@example.com", "password": "password-sec"}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = res.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+}
+
+/// Where a misspelt field would silently change the meaning, it is refused instead of ignored.
+async fn misspelt_fields_are_refused_not_ignored(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (a, b) = (app.user("ann").await, app.user("ben").await);
+    for (path, body) in [
+        ("/api/groups".to_owned(), json!({"name": "typo", "members": [b.id]})),
+        (
+            format!("/api/users/{}/messages", b.id),
+            json!({"body": "x", "client_ld": "1"}),
+        ),
+        ("/api/groups/1/messages".to_owned(), json!({"body": "x", "group_id": 2})),
+    ] {
+        let res = call(&app, &a, reqwest::Method::POST, &path, Some(body.clone())).await;
+        assert_eq!(
+            error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await,
+            "invalid_body",
+            "{path} {body}"
+        );
+    }
+    assert_eq!(
+        get_json(&app, &a, "/api/groups").await["groups"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "nothing was created"
+    );
+}

@@ -274,3 +274,52 @@ async fn a_restarted_node_gives_its_clients_what_they_missed_once() {
     receive_all(&mut socket, &expected, Duration::from_secs(10)).await;
     socket.expect_no_event(Duration::from_millis(300)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cut_off_for_thirty_seconds_gets_everything_once() {
+    let Some((mysql, redis)) = production() else { return };
+    let app = TestApp::spawn(Backend::MySql(mysql, redis)).await;
+    let (a, b) = (app.user("ann").await, app.user("ben").await);
+    // Ben's network: a proxy between his client and the server.
+    let network = Proxy::start(app.addr.to_string()).await;
+    let channel = format!("private-individual.message.{}", b.id);
+    let connect = || async {
+        let mut c = PusherClient::try_connect(network.addr).await.expect("connects");
+        let signed = c.sign(app.addr, &b.token, &channel).await.expect("signed");
+        c.send(json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": signed["auth"]}}))
+            .await;
+        c.expect("pusher_internal:subscription_succeeded").await;
+        c
+    };
+    let mut socket = connect().await;
+    let seen = send(&app, &a, &format!("/api/users/{}/messages", b.id), "seen").await;
+    receive_all(&mut socket, &[seen], Duration::from_secs(10)).await;
+    // Like the UI, the client acknowledges what it has shown.
+    let res = app
+        .client
+        .post(app.url("/api/delivery/ack"))
+        .bearer_auth(&b.token)
+        .json(&json!({"individual": seen}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    network.cut();
+    let mut missed = Vec::new();
+    for i in 0..6 {
+        missed.push(
+            send(
+                &app,
+                &a,
+                &format!("/api/users/{}/messages", b.id),
+                &format!("missed {i}"),
+            )
+            .await,
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    network.restore();
+    let mut socket = connect().await;
+    receive_all(&mut socket, &missed, Duration::from_secs(10)).await;
+    socket.expect_no_event(Duration::from_millis(500)).await;
+}
