@@ -84,7 +84,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             app.run(shutdown::on_signal()).await
         }
         Command::Worker => chatbox::app::run_worker(config, shutdown::on_signal()).await,
-        Command::Bench(args) => chatbox::bench::run(args).await,
+        Command::Bench(args) => {
+            raise_open_files_limit();
+            chatbox::bench::run(args).await
+        }
         Command::Migrate => {
             let store = Store::connect(&config).await?;
             store.migrate().await?;

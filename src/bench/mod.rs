@@ -4,6 +4,7 @@
 
 mod client;
 mod e2e;
+mod idle;
 mod stats;
 
 use clap::{Args, Subcommand};
@@ -14,6 +15,8 @@ pub use stats::Summary;
 pub enum Workload {
     /// HTTP POST of a one-to-one message → event at the recipient's socket, at a steady rate.
     E2e(e2e::E2eArgs),
+    /// N idle connections on 2 private channels + presence: server memory per connection.
+    Idle(idle::IdleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -32,6 +35,7 @@ pub struct BenchArgs {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = match args.workload {
         Workload::E2e(a) => e2e::run(a).await?,
+        Workload::Idle(a) => idle::run(a).await?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json)?);
