@@ -2,9 +2,10 @@
 //! transaction) onto the queue, off the request path.
 //!
 //! Fast path: the handler hands the committed job to [`Relay::hand_over`] and answers at once; the
-//! relay task pushes jobs in batches and deletes their outbox rows. Safety net: [`sweep`] re-enqueues
-//! rows older than [`SWEEP_AGE`] (the queue was down, the channel was full, the process crashed),
-//! so a committed message is always announced, possibly twice (clients drop repeated ids).
+//! relay task pushes jobs in batches, and a second task deletes their outbox rows in batches, so a
+//! push never waits for a database commit. Safety net: [`sweep`] re-enqueues rows older than
+//! [`SWEEP_AGE`] (the queue was down, the channel was full, the process crashed), so a committed
+//! message is always announced, possibly twice (clients drop repeated ids).
 
 use std::time::Duration;
 
@@ -18,8 +19,9 @@ use crate::store::Store;
 const HANDOVER_CAPACITY: usize = 4096;
 /// Most jobs pushed in one round trip.
 const BATCH: usize = 256;
-/// Outbox rows this old are taken to have missed the fast path.
-pub const SWEEP_AGE: Duration = Duration::from_secs(2);
+/// Outbox rows this old are taken to have missed the fast path (longer than a push plus a
+/// batched delete take, or rows still being deleted would be enqueued again).
+pub const SWEEP_AGE: Duration = Duration::from_secs(5);
 /// How often the sweeper looks.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -43,26 +45,46 @@ impl Relay {
     }
 }
 
-/// Pushes handed-over jobs until shutdown.
+/// Pushes handed-over jobs until shutdown; their outbox rows are deleted by a companion task.
 pub async fn run(mut rx: mpsc::Receiver<(i64, String)>, queue: Queue, store: Store, shutdown: CancellationToken) {
+    let (pushed, to_delete) = mpsc::channel(HANDOVER_CAPACITY);
+    let deleter = tokio::spawn(delete_pushed(to_delete, store));
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
-            n = rx.recv_many(&mut batch, BATCH) => if n == 0 { return },
+            _ = shutdown.cancelled() => break,
+            n = rx.recv_many(&mut batch, BATCH) => if n == 0 { break },
         }
         let (ids, raws): (Vec<i64>, Vec<String>) = batch.drain(..).unzip();
-        enqueue(&queue, &store, &ids, &raws).await;
+        if push(&queue, &ids, &raws).await && pushed.try_send(ids).is_err() {
+            tracing::debug!("outbox deletions lagging; the sweeper may enqueue some jobs twice");
+        }
+    }
+    drop(pushed);
+    let _ = deleter.await;
+}
+
+/// Deletes the outbox rows of pushed jobs, many per statement.
+async fn delete_pushed(mut rx: mpsc::Receiver<Vec<i64>>, store: Store) {
+    let mut batches = Vec::new();
+    while rx.recv_many(&mut batches, BATCH).await > 0 {
+        let ids: Vec<i64> = batches.drain(..).flatten().collect();
+        for chunk in ids.chunks(BATCH * 4) {
+            if let Err(e) = store.delete_outbox(chunk).await {
+                tracing::warn!(error = %crate::telemetry::chain(&e), "outbox rows not deleted; they may be enqueued twice");
+            }
+        }
     }
 }
 
-async fn enqueue(queue: &Queue, store: &Store, ids: &[i64], raws: &[String]) {
-    if let Err(e) = queue.push(raws).await {
-        tracing::warn!(jobs = ids.len(), error = %e, "queue unavailable; jobs stay in the outbox");
-        return;
-    }
-    if let Err(e) = store.delete_outbox(ids).await {
-        tracing::warn!(error = %crate::telemetry::chain(&e), "outbox rows not deleted; they may be enqueued twice");
+/// Pushes jobs; false (and logged) when the queue did not take them: they stay in the outbox.
+async fn push(queue: &Queue, ids: &[i64], raws: &[String]) -> bool {
+    match queue.push(raws).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(jobs = ids.len(), error = %e, "queue unavailable; jobs stay in the outbox");
+            false
+        }
     }
 }
 
@@ -83,7 +105,11 @@ pub async fn sweep(queue: Queue, store: Store, shutdown: CancellationToken) {
                     .into_iter()
                     .map(|(id, job)| (id, super::Envelope::raw(id, &job)))
                     .unzip();
-                enqueue(&queue, &store, &ids, &raws).await;
+                if push(&queue, &ids, &raws).await
+                    && let Err(e) = store.delete_outbox(&ids).await
+                {
+                    tracing::warn!(error = %crate::telemetry::chain(&e), "outbox rows not deleted; they may be enqueued twice");
+                }
             }
             Err(e) => tracing::warn!(error = %crate::telemetry::chain(&e), "outbox sweep failed"),
         }
