@@ -9,37 +9,13 @@
 
   var rows = new Map(); // user id -> {user_id, name, connections, since, live}
 
-  function api(method, path) {
-    return fetch(path, { method: method, credentials: 'same-origin', headers: { Accept: 'application/json' } })
-      .then(function (res) {
-        return res.text().then(function (text) {
-          var json = null;
-          try {
-            json = text ? JSON.parse(text) : null;
-          } catch (e) {
-            json = null;
-          }
-          if (res.ok) return json;
-          var err = (json && json.error) || {};
-          var e = new Error(err.message || 'The server answered ' + res.status + '.');
-          e.status = res.status;
-          e.code = err.code;
-          throw e;
-        });
-      }, function () {
-        var e = new Error('The server cannot be reached.');
-        e.status = 0;
-        throw e;
-      });
-  }
+  var api = Chatbox.request;
 
   function showError(text) {
     $('#admin-error').text(text || '').prop('hidden', !text);
   }
 
-  function pad2(n) {
-    return (n < 10 ? '0' : '') + n;
-  }
+  var pad2 = Chatbox.pad2;
 
   function formatSince(iso) {
     if (!iso) return '…';
@@ -127,41 +103,10 @@
     }
   }
 
-  var CONN_LABELS = {
-    initialized: ['connecting', 'Connecting…'],
-    connecting: ['connecting', 'Connecting…'],
-    connected: ['connected', 'Connected'],
-    unavailable: ['unavailable', 'Offline — retrying'],
-    failed: ['unavailable', 'Real time not supported'],
-    disconnected: ['unavailable', 'Disconnected'],
-  };
-
-  function setConnState(s) {
-    var l = CONN_LABELS[s] || ['connecting', s];
-    $('#conn-state')
-      .removeClass('conn-connected conn-connecting conn-unavailable')
-      .addClass('conn-' + l[0])
-      .attr('data-state', s)
-      .text(l[1]);
-  }
+  var setConnState = Chatbox.showConnState;
 
   function connectRealtime() {
-    return api('GET', '/api/config').then(function (cfg) {
-      var p = (cfg && cfg.pusher) || {};
-      var EchoCtor = window.Echo && (window.Echo.default || window.Echo);
-      var port = Number(p.ws_port) || Number(location.port) || (location.protocol === 'https:' ? 443 : 80);
-      var echo = new EchoCtor({
-        broadcaster: 'pusher',
-        key: p.key,
-        wsHost: p.ws_host || location.hostname,
-        wsPort: port,
-        wssPort: port,
-        forceTLS: !!p.force_tls,
-        enabledTransports: ['ws', 'wss'],
-        cluster: 'mt1',
-        disableStats: true,
-        authEndpoint: '/broadcasting/auth',
-      });
+    return Chatbox.connectEcho().then(function (echo) {
       var conn = echo.connector.pusher.connection;
       setConnState(conn.state);
       conn.bind('state_change', function (s) {

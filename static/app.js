@@ -58,47 +58,14 @@
 
   // ---------------------------------------------------------------- HTTP
 
-  function ApiError(status, code, message) {
-    this.status = status;
-    this.code = code;
-    this.message = message;
-  }
+  var ApiError = Chatbox.ApiError;
 
+  /** A request to the API; a 401 while signed in means the session ended. */
   function api(method, path, body) {
-    var init = {
-      method: method,
-      credentials: 'same-origin',
-      headers: { Accept: 'application/json' },
-    };
-    if (body !== undefined) {
-      init.headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
-    return fetch(path, init).then(
-      function (res) {
-        return res.text().then(function (text) {
-          var json = null;
-          if (text) {
-            try {
-              json = JSON.parse(text);
-            } catch (e) {
-              json = null;
-            }
-          }
-          if (res.ok) return json;
-          var err = (json && json.error) || {};
-          var apiErr = new ApiError(res.status, err.code || 'http_' + res.status,
-            err.message || 'The server answered ' + res.status + '.');
-          if (res.status === 401 && state && state.me && path !== '/api/login') {
-            sessionEnded();
-          }
-          throw apiErr;
-        });
-      },
-      function () {
-        throw new ApiError(0, 'network', 'The server cannot be reached. Check your connection and try again.');
-      }
-    );
+    return Chatbox.request(method, path, body).catch(function (e) {
+      if (e.status === 401 && state && state.me && path !== '/api/login') sessionEnded();
+      throw e;
+    });
   }
 
   function errorText(e) {
@@ -116,9 +83,7 @@
 
   // ---------------------------------------------------------------- formatting
 
-  function pad2(n) {
-    return (n < 10 ? '0' : '') + n;
-  }
+  var pad2 = Chatbox.pad2;
 
   function formatTime(iso) {
     var d = new Date(iso);
@@ -301,23 +266,11 @@
   // ---------------------------------------------------------------- real time
 
   function connectRealtime() {
-    api('GET', '/api/config').then(function (cfg) {
-      if (!state) return;
-      var p = (cfg && cfg.pusher) || {};
-      var EchoCtor = window.Echo && (window.Echo.default || window.Echo);
-      var port = Number(p.ws_port) || Number(location.port) || (location.protocol === 'https:' ? 443 : 80);
-      var echo = new EchoCtor({
-        broadcaster: 'pusher',
-        key: p.key,
-        wsHost: p.ws_host || location.hostname,
-        wsPort: port,
-        wssPort: port,
-        forceTLS: !!p.force_tls,
-        enabledTransports: ['ws', 'wss'],
-        cluster: 'mt1',
-        disableStats: true,
-        authEndpoint: '/broadcasting/auth',
-      });
+    Chatbox.connectEcho().then(function (echo) {
+      if (!state) {
+        echo.disconnect();
+        return;
+      }
       state.echo = echo;
 
       var conn = echo.connector.pusher.connection;
@@ -391,23 +344,7 @@
     return 'unknown error';
   }
 
-  var CONN_LABELS = {
-    initialized: ['connecting', 'Connecting…'],
-    connecting: ['connecting', 'Connecting…'],
-    connected: ['connected', 'Connected'],
-    unavailable: ['unavailable', 'Offline — retrying'],
-    failed: ['unavailable', 'Real time not supported'],
-    disconnected: ['unavailable', 'Disconnected'],
-  };
-
-  function setConnState(s) {
-    var l = CONN_LABELS[s] || ['connecting', s];
-    $('#conn-state')
-      .removeClass('conn-connected conn-connecting conn-unavailable')
-      .addClass('conn-' + l[0])
-      .attr('data-state', s)
-      .text(l[1]);
-  }
+  var setConnState = Chatbox.showConnState;
 
   function noteDelivered(channel, id) {
     id = Number(id);
