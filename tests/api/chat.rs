@@ -443,24 +443,7 @@ async fn nobody_reads_what_is_not_theirs_on_any_path(backend: Backend) {
     .await;
     let gid = res.json::<Value>().await.unwrap()["group"]["id"].as_i64().unwrap();
     // Eve's long poll starts before anything is sent.
-    let poll = {
-        let (client, url, token) = (
-            app.client.clone(),
-            app.url("/api/notifications?timeout=3"),
-            eve.token.clone(),
-        );
-        tokio::spawn(async move {
-            client
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
-    };
+    let poll = crate::helpers::spawn_get(app.client.clone(), app.url("/api/notifications?timeout=3"), &eve.token);
     let mut eve_socket = PusherClient::connect(&app).await;
     eve_socket
         .subscribe(&app, &eve.token, &format!("private-individual.message.{}", eve.id))
@@ -513,7 +496,7 @@ async fn nobody_reads_what_is_not_theirs_on_any_path(backend: Backend) {
     );
     eve_socket.expect_no_event(Duration::from_millis(300)).await;
     // Long polling: Eve is told nothing about either message.
-    let answer = poll.await.unwrap();
+    let (answer, _) = poll.await.unwrap();
     assert_eq!(answer["notifications"], json!([]), "{answer}");
     let ben_poll = get_json(&app, &b, "/api/notifications?timeout=0").await;
     assert!(

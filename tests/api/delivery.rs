@@ -164,26 +164,11 @@ async fn long_polls_answer_at_once_hold_and_wake(backend: Backend) {
     assert_eq!(own_types, ["group_created"], "own messages are not notifications");
     // Held, then woken by a message.
     let next = v["cursor"].as_str().unwrap().to_owned();
-    let waiting = {
-        let (client, url, token) = (
-            app.client.clone(),
-            app.url(&format!("/api/notifications?after={next}&timeout=30")),
-            b.token.clone(),
-        );
-        tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            let v: Value = client
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (v, started.elapsed())
-        })
-    };
+    let waiting = crate::helpers::spawn_get(
+        app.client.clone(),
+        app.url(&format!("/api/notifications?after={next}&timeout=30")),
+        &b.token,
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let woke_by = send(&app, &c, "/api/groups/1/messages", "wake up").await;
     let (v, took) = waiting.await.unwrap();
@@ -266,22 +251,7 @@ async fn a_thousand_long_polls_hold_no_thread_or_connection_each(backend: Backen
     let polls: Vec<_> = users
         .iter()
         .map(|(_, token)| {
-            let (client, url, token) = (
-                reqwest::Client::new(),
-                app.url("/api/notifications?timeout=60"),
-                token.clone(),
-            );
-            tokio::spawn(async move {
-                client
-                    .get(url)
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json::<Value>()
-                    .await
-                    .unwrap()
-            })
+            crate::helpers::spawn_get(reqwest::Client::new(), app.url("/api/notifications?timeout=60"), token)
         })
         .collect();
     // Wait until every poll is held by the server.
@@ -310,7 +280,7 @@ async fn a_thousand_long_polls_hold_no_thread_or_connection_each(backend: Backen
     }
     let answers = join_all(polls).await;
     for ((_, token), answer) in users.iter().zip(answers) {
-        let answer = answer.unwrap();
+        let (answer, _) = answer.unwrap();
         assert_eq!(answer["notifications"][0]["message_id"], expected[token], "{answer}");
     }
 }

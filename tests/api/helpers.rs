@@ -292,6 +292,18 @@ pub struct TestUser {
     pub client: Client,
 }
 
+/// A GET with a bearer token, running in the background (a long poll): its JSON answer and how
+/// long it took.
+pub fn spawn_get(client: Client, url: String, token: &str) -> tokio::task::JoinHandle<(Value, std::time::Duration)> {
+    let token = token.to_owned();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let res = client.get(url).bearer_auth(token).send().await.expect("request");
+        let v: Value = res.json().await.expect("JSON answer");
+        (v, started.elapsed())
+    })
+}
+
 /// The `{"error": {"code": …}}` code of an error answer, after checking its status.
 pub async fn error_code(res: Response, status: StatusCode) -> String {
     assert_eq!(res.status(), status, "status");
