@@ -160,10 +160,16 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
     })
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+pub(super) type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 /// Connects from `source`, then subscribes user `user`'s two private channels and presence.
-async fn open(server: SocketAddr, source: IpAddr, app: &PusherApp, user: usize, presence: bool) -> anyhow::Result<Ws> {
+pub(super) async fn open(
+    server: SocketAddr,
+    source: IpAddr,
+    app: &PusherApp,
+    user: usize,
+    presence: bool,
+) -> anyhow::Result<Ws> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source, 0))?;
     let stream = socket.connect(server).await?;

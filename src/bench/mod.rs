@@ -4,6 +4,7 @@
 
 mod client;
 mod e2e;
+mod fanout;
 mod idle;
 mod stats;
 
@@ -17,6 +18,8 @@ pub enum Workload {
     E2e(e2e::E2eArgs),
     /// N idle connections on 2 private channels + presence: server memory per connection.
     Idle(idle::IdleArgs),
+    /// Messages to "All" with N users online: deliveries per second and latency.
+    FanoutAll(fanout::FanoutArgs),
 }
 
 #[derive(Debug, Args)]
@@ -36,6 +39,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = match args.workload {
         Workload::E2e(a) => e2e::run(a).await?,
         Workload::Idle(a) => idle::run(a).await?,
+        Workload::FanoutAll(a) => fanout::run(a).await?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json)?);
