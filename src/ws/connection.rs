@@ -12,7 +12,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::{
     WsContext,
-    hub::{Outbox, Outgoing},
+    hub::{Outbox, OutboxReader, Outgoing},
     session::Session,
 };
 use crate::{
@@ -67,7 +67,7 @@ type Ending = Option<ProtocolError>;
 
 /// Serves one accepted socket until it ends.
 pub async fn serve(socket: WebSocket, ctx: WsContext, ip: std::net::IpAddr) {
-    let (outbox, mut rx, evicted) = Outbox::new(OUTBOX_FRAMES);
+    let (outbox, reader) = Outbox::new(OUTBOX_FRAMES);
     let mut conn = Connection {
         socket,
         id: SocketId::random(),
@@ -77,7 +77,7 @@ pub async fn serve(socket: WebSocket, ctx: WsContext, ip: std::net::IpAddr) {
         ctx,
     };
     tracing::debug!(socket = %conn.id, "connected");
-    let ending = conn.run(&mut rx, &evicted).await;
+    let ending = conn.run(&reader).await;
     conn.leave_all();
     conn.ctx.hub.disconnected(ip);
     if let Some(e) = ending {
@@ -101,7 +101,7 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(&mut self, rx: &mut tokio::sync::mpsc::Receiver<Outgoing>, evicted: &tokio::sync::Notify) -> Ending {
+    async fn run(&mut self, reader: &OutboxReader) -> Ending {
         let hello = frames::connection_established(self.id, ACTIVITY_TIMEOUT.as_secs());
         self.write(hello).await.ok()?;
         let mut deadline = Instant::now() + ACTIVITY_TIMEOUT;
@@ -110,8 +110,8 @@ impl Connection {
             tokio::select! {
                 biased;
                 _ = self.ctx.shutdown.cancelled() => return Some(ProtocolError::ShuttingDown),
-                _ = evicted.notified() => return Some(ProtocolError::SlowClient),
-                Some(out) = rx.recv() => match out {
+                _ = reader.evicted() => return Some(ProtocolError::SlowClient),
+                out = reader.recv() => match out {
                     Outgoing::Frame { frame, message } => {
                         if message.is_none_or(|id| self.first_time(id)) {
                             write(&mut self.socket, frame).await.ok()?;

@@ -3,15 +3,15 @@
 //! connection task. Delivery never blocks: a socket whose outbox is full is evicted (4100).
 
 use std::{
-    collections::{HashMap, hash_map::Entry},
+    collections::{HashMap, VecDeque, hash_map::Entry},
     net::IpAddr,
-    sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard},
+    sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard},
 };
 
 use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use super::waiters::Waiters;
 use crate::{
@@ -34,27 +34,40 @@ pub enum Outgoing {
     CatchUp { after: i64 },
 }
 
-/// The sending side of one socket's bounded outbox.
-#[derive(Clone, Debug)]
-pub struct Outbox {
-    tx: mpsc::Sender<Outgoing>,
-    evict: Arc<Notify>,
+/// One socket's bounded outbox, shared by its senders ([`Outbox`]) and its connection task
+/// ([`OutboxReader`]). The queue allocates only while frames wait: an idle connection costs no
+/// buffer here (a channel would allocate a block of slots per connection up front).
+#[derive(Debug)]
+struct Queue {
+    frames: Mutex<VecDeque<Outgoing>>,
+    capacity: usize,
+    /// Something was queued.
+    ready: Notify,
+    /// The queue was full: the socket is too slow and is to be closed (4100).
+    evict: Notify,
 }
 
+/// Queues left with more spare room than this are shrunk once drained.
+const KEEP_SPARE: usize = 16;
+
+/// The sending side of one socket's bounded outbox.
+#[derive(Clone, Debug)]
+pub struct Outbox(Arc<Queue>);
+
+/// The connection task's side of its outbox.
+#[derive(Debug)]
+pub struct OutboxReader(Arc<Queue>);
+
 impl Outbox {
-    /// An outbox holding at most `capacity` frames; the connection task reads the receiver and
-    /// closes the socket with 4100 when `evicted` fires.
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Outgoing>, Arc<Notify>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        let evict = Arc::new(Notify::new());
-        (
-            Self {
-                tx,
-                evict: evict.clone(),
-            },
-            rx,
-            evict,
-        )
+    /// An outbox holding at most `capacity` items.
+    pub fn new(capacity: usize) -> (Self, OutboxReader) {
+        let queue = Arc::new(Queue {
+            frames: Mutex::default(),
+            capacity,
+            ready: Notify::new(),
+            evict: Notify::new(),
+        });
+        (Self(queue.clone()), OutboxReader(queue))
     }
 
     /// Queues a frame without waiting; a full outbox evicts the socket instead.
@@ -63,11 +76,38 @@ impl Outbox {
     }
 
     fn queue(&self, out: Outgoing) {
-        match self.tx.try_send(out) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.evict.notify_one(),
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        let mut frames = self.0.frames.lock().unwrap_or_else(|p| p.into_inner());
+        if frames.len() >= self.0.capacity {
+            drop(frames);
+            self.0.evict.notify_one();
+            return;
         }
+        frames.push_back(out);
+        drop(frames);
+        self.0.ready.notify_one();
+    }
+}
+
+impl OutboxReader {
+    /// The next queued item, waiting for one. Cancel-safe: an item is taken only when returned.
+    pub async fn recv(&self) -> Outgoing {
+        loop {
+            {
+                let mut frames = self.0.frames.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(out) = frames.pop_front() {
+                    if frames.is_empty() && frames.capacity() > KEEP_SPARE {
+                        frames.shrink_to(0);
+                    }
+                    return out;
+                }
+            }
+            self.0.ready.notified().await;
+        }
+    }
+
+    /// Resolves when a sender found the outbox full.
+    pub async fn evicted(&self) {
+        self.0.evict.notified().await;
     }
 }
 
@@ -355,5 +395,58 @@ fn remove_socket<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Sockets>, key: K,
         if e.get().is_empty() {
             e.remove();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn frame(n: i64) -> (Utf8Bytes, Option<MessageId>) {
+        (Utf8Bytes::from(n.to_string()), Some(MessageId(n)))
+    }
+
+    #[tokio::test]
+    async fn outbox_keeps_order_and_evicts_when_full() {
+        let (outbox, reader) = Outbox::new(3);
+        for n in 1..=3 {
+            let (f, m) = frame(n);
+            outbox.send(f, m);
+        }
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), reader.evicted())
+                .await
+                .is_err(),
+            "not full yet"
+        );
+        let (f, m) = frame(4);
+        outbox.send(f, m);
+        tokio::time::timeout(Duration::from_secs(1), reader.evicted())
+            .await
+            .expect("a full outbox evicts");
+        for n in 1..=3 {
+            match reader.recv().await {
+                Outgoing::Frame { message, .. } => assert_eq!(message, Some(MessageId(n)), "first in, first out"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // A waiting reader wakes on the next frame.
+        let waiting = tokio::spawn(async move { reader.recv().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (f, m) = frame(5);
+        outbox.send(f, m);
+        let next = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            next,
+            Outgoing::Frame {
+                message: Some(MessageId(5)),
+                ..
+            }
+        ));
     }
 }

@@ -24,8 +24,9 @@ use crate::{bus::Bus, config::Config, http::origin::origin_allowed, protocol::Pr
 /// get a `pusher:error` and the connection stays; larger ones close it (1009).
 const MAX_WS_MESSAGE: usize = 64 * 1024;
 /// Bytes read from the socket at a time. tungstenite's default is 128 KiB per socket, allocated
-/// up front: for many idle connections that is the whole memory bill. Pusher frames are small.
-const READ_BUFFER: usize = 4 * 1024;
+/// up front: for many idle connections that is the whole memory bill. Client frames are small
+/// (at most 10 KB are accepted) and the buffer grows for a larger one.
+const READ_BUFFER: usize = 1024;
 
 /// What every connection task shares.
 #[derive(Clone)]
