@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 
 use crate::{
-    helpers::{Backend, TestApp, TestDb, settings},
+    helpers::{Backend, TestApp, TestDb, settings, worker_process},
     proxy::Proxy,
     pusher::PusherClient,
 };
@@ -83,20 +83,6 @@ fn keep_listening(
     });
 }
 
-fn worker(db: &TestDb, redis: &str) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_chatbox"))
-        .arg("worker")
-        .env("DATABASE_URL", &db.url)
-        .env("REDIS_URL", redis)
-        .env("REDIS_PREFIX", &db.redis_prefix)
-        .env("QUEUE_VISIBILITY_SECS", "3")
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start chatbox worker")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a few minutes; run by .ci/run"]
 async fn chaos() {
@@ -123,7 +109,7 @@ async fn chaos() {
     let node_a = TestApp::spawn_with(db.shared(), node_settings(&db, "127.0.0.1:0")).await;
     let mut node_b = TestApp::spawn_with(db.shared(), node_settings(&db, "127.0.0.1:0")).await;
     let b_addr = node_b.addr;
-    let mut workers = vec![worker(&db, &proxied), worker(&db, &proxied)];
+    let mut workers = vec![worker_process(&db, &proxied), worker_process(&db, &proxied)];
 
     // Users, tokens and groups straight through the store.
     let config = chatbox::config::Config::from_settings(settings(&db)).unwrap();
@@ -244,9 +230,8 @@ async fn chaos() {
         match rng.random_range(0..3) {
             0 => {
                 let w = rng.random_range(0..workers.len());
-                workers[w].kill().ok();
-                workers[w].wait().ok();
-                workers[w] = worker(&db, &proxied);
+                workers[w].kill();
+                workers[w] = worker_process(&db, &proxied);
                 *faults.entry("worker killed").or_default() += 1;
             }
             1 => {
@@ -331,10 +316,7 @@ async fn chaos() {
     assert_eq!(lost, 0, "nothing lost");
     assert_eq!(extra, 0, "nobody got what was not theirs");
     assert_eq!(dup_in_connection, 0, "no message twice on one connection");
-    for w in &mut workers {
-        w.kill().ok();
-        w.wait().ok();
-    }
+    drop(workers);
     drop(node_b);
     drop(node_a);
 }

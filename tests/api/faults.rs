@@ -4,7 +4,6 @@
 
 use std::{
     collections::HashSet,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -13,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::{
     chat::send,
-    helpers::{Backend, TestApp, TestDb, TestUser, settings},
+    helpers::{Backend, TestApp, TestDb, TestUser, settings, worker_process},
     proxy::Proxy,
     pusher::PusherClient,
 };
@@ -165,22 +164,6 @@ async fn redis_restarts_during_traffic_lose_nothing() {
     receive_all(&mut socket, &sent, Duration::from_secs(30)).await;
 }
 
-/// `chatbox worker` as its own process on the test's database and Redis.
-fn worker_process(app: &TestApp) -> Child {
-    let db = app.db();
-    Command::new(env!("CARGO_BIN_EXE_chatbox"))
-        .arg("worker")
-        .env("DATABASE_URL", &db.url)
-        .env("REDIS_URL", db.redis_url.as_deref().unwrap())
-        .env("REDIS_PREFIX", &db.redis_prefix)
-        .env("QUEUE_VISIBILITY_SECS", "3")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chatbox worker")
-}
-
 /// Jobs held in processing lists (claimed, not acknowledged).
 async fn claimed_jobs(redis: &str, prefix: &str) -> usize {
     let client = redis::Client::open(redis).unwrap();
@@ -223,23 +206,20 @@ async fn a_worker_killed_mid_burst_has_its_jobs_redelivered() {
     // SIGKILL a worker as soon as its first events arrive, until one dies holding a job.
     let mut held = 0;
     for _ in 0..10 {
-        let mut worker = worker_process(&app);
+        let mut worker = worker_process(app.db(), &redis);
         probe
             .next_within(Duration::from_secs(20))
             .await
             .expect("the worker delivers");
-        worker.kill().unwrap(); // SIGKILL
-        worker.wait().unwrap();
+        worker.kill(); // SIGKILL
         held = claimed_jobs(&redis, &app.db().redis_prefix).await;
         if held > 0 {
             break;
         }
     }
     assert!(held > 0, "no worker died holding a job");
-    let mut survivor = worker_process(&app);
+    let _survivor = worker_process(app.db(), &redis);
     receive_all(&mut socket, &sent, Duration::from_secs(60)).await;
-    survivor.kill().unwrap();
-    survivor.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -292,6 +292,40 @@ pub struct TestUser {
     pub client: Client,
 }
 
+/// A child process that is killed (SIGKILL) and reaped when dropped, so a failing test leaves no
+/// process behind.
+pub struct Killed(std::process::Child);
+
+impl Killed {
+    /// SIGKILL now, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `chatbox worker` as its own process on `db`, taking jobs from the Redis at `redis`.
+pub fn worker_process(db: &TestDb, redis: &str) -> Killed {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chatbox"))
+        .arg("worker")
+        .env("DATABASE_URL", &db.url)
+        .env("REDIS_URL", redis)
+        .env("REDIS_PREFIX", &db.redis_prefix)
+        .env("QUEUE_VISIBILITY_SECS", "3")
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start chatbox worker");
+    Killed(child)
+}
+
 /// A GET with a bearer token, running in the background (a long poll): its JSON answer and how
 /// long it took.
 pub fn spawn_get(client: Client, url: String, token: &str) -> tokio::task::JoinHandle<(Value, std::time::Duration)> {
