@@ -21,6 +21,18 @@ use crate::{
     ws::{WsContext, hub::Hub},
 };
 
+/// Longest a stopping process waits for its tasks: a task stuck on an unreachable service (Redis,
+/// the database) must not keep it from exiting. Work it leaves is safe in the outbox or the queue.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Waits for `tasks` at most [`SHUTDOWN_GRACE`].
+async fn wait_for(tasks: &TaskTracker) {
+    tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
+        tracing::warn!("some tasks did not stop within 10 s (a backing service does not answer); exiting anyway");
+    }
+}
+
 /// How often expired browser sessions are swept from the database.
 const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
@@ -189,8 +201,7 @@ impl App {
             .await
             .context("HTTP server failed");
         shutdown.cancel();
-        tasks.close();
-        tasks.wait().await;
+        wait_for(&tasks).await;
         store.close().await;
         tracing::info!("stopped");
         served
@@ -218,9 +229,10 @@ pub async fn run_worker(config: Config, signal: CancellationToken) -> anyhow::Re
         store: store.clone(),
         bus: delivery.bus,
     };
+    let stopping = signal.clone();
     tasks.spawn(worker.run(signal));
-    tasks.close();
-    tasks.wait().await;
+    stopping.cancelled().await;
+    wait_for(&tasks).await;
     store.close().await;
     Ok(())
 }

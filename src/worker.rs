@@ -32,6 +32,9 @@ pub const USER_REGISTERED: &str = "App\\Events\\UserRegistered";
 
 /// Longest a blocking claim waits before the loop checks for shutdown again.
 const CLAIM_WAIT: Duration = Duration::from_secs(2);
+/// Longest a stopping worker tries to hand its claimed jobs back; past it, they come back after
+/// the visibility timeout anyway.
+const RETIRE_WITHIN: Duration = Duration::from_secs(3);
 /// Pause after a failure before trying again (the queue, bus or store is down).
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
@@ -142,7 +145,12 @@ impl Worker {
                 loop {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        _ = every.tick() => worker.housekeeping().await,
+                        _ = every.tick() => {}
+                    }
+                    // Raced against shutdown too: with Redis unreachable these calls can take long.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = worker.housekeeping() => {}
                     }
                 }
             }
@@ -167,10 +175,14 @@ impl Worker {
             }
         }
         let _ = housekeeping.await;
-        if let Queue::Redis(q) = &self.queue
-            && let Err(e) = q.retire().await
-        {
-            tracing::warn!(error = %e, "could not hand back claimed jobs; they return after the visibility timeout");
+        if let Queue::Redis(q) = &self.queue {
+            match tokio::time::timeout(RETIRE_WITHIN, q.retire()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not hand back claimed jobs; they return after the visibility timeout")
+                }
+                Err(_) => tracing::warn!("Redis did not answer; claimed jobs return after the visibility timeout"),
+            }
         }
         tracing::info!("worker stopped");
     }

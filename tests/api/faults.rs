@@ -303,3 +303,24 @@ async fn a_client_cut_off_for_thirty_seconds_gets_everything_once() {
     receive_all(&mut socket, &missed, Duration::from_secs(10)).await;
     socket.expect_no_event(Duration::from_millis(500)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stops_promptly_even_when_redis_is_gone() {
+    let Some((mysql, redis)) = production() else { return };
+    let r = Proxy::start(host_port(&redis)).await;
+    let db = TestDb::new(&Backend::MySql(mysql, redis));
+    // The database must exist for the worker (the server creates it).
+    let app = TestApp::spawn_with(db.shared(), settings(&db)).await;
+    let mut worker = worker_process(&db, &format!("redis://{}", r.addr));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    r.cut(); // Redis unreachable from now on
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    assert!(
+        worker.terminate_and_wait(Duration::from_secs(20)),
+        "the worker did not exit after SIGTERM"
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "SIGTERM to exit took {took:?}");
+    drop(app);
+}

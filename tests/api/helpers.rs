@@ -297,6 +297,22 @@ pub struct TestUser {
 pub struct Killed(std::process::Child);
 
 impl Killed {
+    /// SIGTERM, then wait up to `within` for the process to exit; true if it did.
+    pub fn terminate_and_wait(&mut self, within: std::time::Duration) -> bool {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+
     /// SIGKILL now, and wait for the process to be gone.
     pub fn kill(&mut self) {
         let _ = self.0.kill();
