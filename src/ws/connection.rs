@@ -121,7 +121,7 @@ impl Connection {
                         let own: Vec<UserChannel> =
                             self.session.subscriptions.keys().filter_map(ChannelName::user_channel).collect();
                         for channel in own {
-                            self.send_backlog(channel, after).await.ok()?;
+                            Box::pin(self.send_backlog(channel, after)).await.ok()?;
                         }
                     }
                 },
@@ -137,7 +137,9 @@ impl Connection {
                         continue;
                     }
                     match msg {
-                        Message::Text(text) => self.handle(&text).await.ok()?,
+                        // Boxed: frame handling awaits store queries and publishes whose futures
+                        // are large; inline, every idle connection's task would reserve room for them.
+                        Message::Text(text) => Box::pin(self.handle(&text)).await.ok()?,
                         Message::Binary(_) => self.write(frames::error(&ProtocolError::BinaryFrame)).await.ok()?,
                         Message::Ping(_) | Message::Pong(_) => {}
                         Message::Close(_) => return None,
