@@ -5,7 +5,7 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -16,7 +16,12 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Report, client::Server, idle::open, stats::Summary};
+use super::{
+    Report,
+    client::Server,
+    idle::{open, source_address},
+    stats::Summary,
+};
 use crate::config::{PusherApp, Secret};
 
 #[derive(Debug, Args)]
@@ -61,12 +66,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
     let mut sockets = Vec::new();
     for i in 0..args.connections {
         let permit = opening.clone().acquire_owned().await?;
-        let source = IpAddr::V4(Ipv4Addr::new(
-            127,
-            0,
-            0,
-            1 + (i % usize::from(args.sources.max(1))) as u8,
-        ));
+        let source = source_address(i, args.sources);
         let (app, tx, user) = (app.clone(), tx.clone(), args.first_user + i);
         sockets.push(tokio::spawn(async move {
             let ws = open(ws_addr, source, &app, user, false).await;

@@ -58,6 +58,11 @@ pub struct IdleArgs {
 /// Connections being opened at once.
 const OPENING: usize = 256;
 
+/// The loopback address connection `i` is opened from: 127.0.0.1 … 127.0.0.`sources`, in turn.
+pub(super) fn source_address(i: usize, sources: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(sources.max(1))) as u8))
+}
+
 /// Resident memory of a process, in bytes.
 fn rss(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("no process {pid}"))?;
@@ -84,12 +89,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
     let mut last_progress = Instant::now();
     for i in 0..args.connections {
         let permit = limit.clone().acquire_owned().await?;
-        let source = IpAddr::V4(Ipv4Addr::new(
-            127,
-            0,
-            0,
-            1 + (i % usize::from(args.sources.max(1))) as u8,
-        ));
+        let source = source_address(i, args.sources);
         let (app, opened_here, failed_here, server) = (app.clone(), opened.clone(), failed.clone(), args.server);
         let user = args.first_user + i;
         let presence = !args.no_presence;
