@@ -82,6 +82,7 @@ async fn presence(State(state): State<AppState>, caller: Option<CurrentUser>) ->
 async fn stats(State(state): State<AppState>, caller: Option<CurrentUser>) -> Result<Json<Value>, ApiError> {
     admin(&state, caller)?;
     let hub = state.ws.hub.stats();
+    let (db_connections, db_connections_idle) = state.store.pool_usage();
     let queue_depth = match state.queue.depth().await {
         Ok(d) => Value::from(d),
         Err(_) => Value::Null,
@@ -93,8 +94,8 @@ async fn stats(State(state): State<AppState>, caller: Option<CurrentUser>) -> Re
         "messages_total": state.metrics.messages_total(),
         "queue_depth": queue_depth,
         "long_polls": state.ws.hub.waiters.len(),
-        "db_connections": state.store.pool_usage().0,
-        "db_connections_idle": state.store.pool_usage().1,
+        "db_connections": db_connections,
+        "db_connections_idle": db_connections_idle,
         "uptime_seconds": state.metrics.uptime().as_secs(),
     })))
 }

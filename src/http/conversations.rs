@@ -34,7 +34,8 @@ async fn list(State(state): State<AppState>, caller: CurrentUser) -> Result<Json
         ));
     }
     let partners = store.partners(me).await?;
-    let names: std::collections::HashMap<_, _> = store.people().await?.into_iter().map(|p| (p.id, p.name)).collect();
+    let ids: Vec<_> = partners.iter().map(|(id, _)| *id).collect();
+    let names = store.user_names(&ids).await?;
     for (other, last_id) in partners {
         let c = Conversation::User(other);
         let last = store.last_message(me, c).await?;

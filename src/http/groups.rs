@@ -32,15 +32,30 @@ pub fn router() -> Router<AppState> {
         .route("/api/groups/{id}/members/{user}", delete(remove_member))
 }
 
-/// The group `raw` names, if the caller is a member: 404 for no such group, 403 otherwise.
+/// The id of the group `raw` names, if the caller is a member: 404 for no such group, 403
+/// otherwise. One indexed lookup: for posting and reading, where the member list is not needed
+/// ("All" has every user in it).
+pub async fn member_of(state: &AppState, caller: &CurrentUser, raw: &str) -> Result<GroupId, ApiError> {
+    let id: GroupId = path_id(raw, "group")?;
+    if state.store.is_member(id, caller.id()).await? {
+        return Ok(id);
+    }
+    match state.store.group(id).await? {
+        None => Err(ApiError::NotFound("group")),
+        Some(_) => Err(not_a_member()),
+    }
+}
+
+fn not_a_member() -> ApiError {
+    ApiError::forbidden("not_a_member", "only members of this group may do that")
+}
+
+/// The group `raw` names with its members, if the caller is a member (see [`member_of`]).
 pub async fn member_group(state: &AppState, caller: &CurrentUser, raw: &str) -> Result<Group, ApiError> {
     let id: GroupId = path_id(raw, "group")?;
     let group = state.store.group(id).await?.ok_or(ApiError::NotFound("group"))?;
     if !group.member_ids.contains(&caller.id()) {
-        return Err(ApiError::forbidden(
-            "not_a_member",
-            "only members of this group may do that",
-        ));
+        return Err(not_a_member());
     }
     Ok(group)
 }

@@ -91,8 +91,8 @@ async fn group_history(
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Page>, ApiError> {
     let (before, limit) = q.parse()?;
-    let group = super::groups::member_group(&state, &caller, &id).await?;
-    Ok(Json(state.store.group_history(group.id, before, limit).await?))
+    let group = super::groups::member_of(&state, &caller, &id).await?;
+    Ok(Json(state.store.group_history(group, before, limit).await?))
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -122,8 +122,8 @@ async fn read_group(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let group = super::groups::member_group(&state, &caller, &id).await?;
-    mark_read(&state, &caller, Conversation::Group(group.id), body).await
+    let group = super::groups::member_of(&state, &caller, &id).await?;
+    mark_read(&state, &caller, Conversation::Group(group), body).await
 }
 
 async fn mark_read(
@@ -211,8 +211,8 @@ async fn send_to_group(
     Path(id): Path<String>,
     Json(body): Json<SendBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let group = super::groups::member_group(&state, &caller, &id).await?;
-    send(&state, &caller, Destination::Group(group.id), body).await
+    let group = super::groups::member_of(&state, &caller, &id).await?;
+    send(&state, &caller, Destination::Group(group), body).await
 }
 
 async fn send(

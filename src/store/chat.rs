@@ -327,24 +327,50 @@ impl Store {
         }))
     }
 
+    /// Names of users, by id.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn user_names(&self, ids: &[UserId]) -> Result<std::collections::HashMap<UserId, String>, StoreError> {
+        let names = self
+            .names_by_id("SELECT id, name FROM users WHERE id IN (", ids.iter().map(|u| u.0))
+            .await?;
+        Ok(names.into_iter().map(|(id, name)| (UserId(id), name)).collect())
+    }
+
     /// Names of groups, by id.
     ///
     /// # Errors
     /// Database errors.
     pub async fn group_names(&self, ids: &[GroupId]) -> Result<std::collections::HashMap<GroupId, String>, StoreError> {
+        let names = self
+            .names_by_id(
+                "SELECT id, name FROM chat_groups WHERE id IN (",
+                ids.iter().map(|g| g.0),
+            )
+            .await?;
+        Ok(names.into_iter().map(|(id, name)| (GroupId(id), name)).collect())
+    }
+
+    /// `(id, name)` rows of `select` (a query ending in `WHERE id IN (`) for `ids`.
+    async fn names_by_id(
+        &self,
+        select: &'static str,
+        ids: impl Iterator<Item = i64>,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let ids: Vec<i64> = ids.collect();
         if ids.is_empty() {
-            return Ok(Default::default());
+            return Ok(Vec::new());
         }
-        let rows: Vec<(GroupId, String)> = on_pool!(self, pool => {
-            let mut q = sqlx::QueryBuilder::new("SELECT id, name FROM chat_groups WHERE id IN (");
+        Ok(on_pool!(self, pool => {
+            let mut q = sqlx::QueryBuilder::new(select);
             let mut list = q.separated(", ");
-            for id in ids {
+            for id in &ids {
                 list.push_bind(*id);
             }
             q.push(")");
             q.build_query_as().fetch_all(pool).await?
-        });
-        Ok(rows.into_iter().collect())
+        }))
     }
 }
 
