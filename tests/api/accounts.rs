@@ -145,8 +145,8 @@ async fn unreadable_bodies_get_clear_errors(backend: Backend) {
         error_code(res, StatusCode::PAYLOAD_TOO_LARGE).await,
         "payload_too_large"
     );
-    let res = app
-        .client
+    // A fresh connection: the server closes the one it refused the over-size body on.
+    let res = new_client()
         .post(app.url("/api/register"))
         .header(header::CONTENT_TYPE, "application/json")
         .body(vec![b'{', 0xff, 0xfe, b'}'])
