@@ -243,14 +243,21 @@ class ChatboxServer {
    * pusher-js's own default `ajax` authorizer (its Node build ships an XMLHttpRequest), so the
    * server sees the same form-encoded POST a browser sends.
    */
-  pusher(token) {
-    const client = new Pusher(APP_KEY, {
+  /** Connection options pusher-js and laravel-echo share: this server, plain WebSocket only. */
+  #connection() {
+    return {
       wsHost: '127.0.0.1',
       wsPort: this.port,
       forceTLS: false,
       enabledTransports: ['ws'],
       disableStats: true,
       cluster: 'mt1',
+    };
+  }
+
+  pusher(token) {
+    const client = new Pusher(APP_KEY, {
+      ...this.#connection(),
       channelAuthorization: {
         endpoint: `${this.base}/broadcasting/auth`,
         transport: 'ajax',
@@ -266,12 +273,7 @@ class ChatboxServer {
     const echo = new Echo({
       broadcaster: 'pusher',
       key: APP_KEY,
-      wsHost: '127.0.0.1',
-      wsPort: this.port,
-      forceTLS: false,
-      enabledTransports: ['ws'],
-      disableStats: true,
-      cluster: 'mt1',
+      ...this.#connection(),
       Pusher,
       authEndpoint: `${this.base}/broadcasting/auth`,
       auth: { headers: { Authorization: `Bearer ${token}` } },
