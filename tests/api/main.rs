@@ -14,4 +14,5 @@ mod chat;
 mod delivery;
 mod faults;
 mod health;
+mod worker;
 mod ws_protocol;
