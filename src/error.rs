@@ -23,6 +23,9 @@ pub enum ApiError {
     /// 401: login with an unknown e-mail or a wrong password (one answer for both).
     #[error("wrong e-mail or password")]
     InvalidCredentials,
+    /// 401: a server-to-server request (Pusher HTTP API) whose signature does not check out.
+    #[error("{0}")]
+    BadSignature(String),
     /// 403: signed in, but not allowed to do this.
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
@@ -72,6 +75,7 @@ impl ApiError {
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            Self::BadSignature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),

@@ -12,6 +12,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod origin;
 pub mod people;
+pub mod pusher_api;
 pub mod static_files;
 pub mod throttle;
 
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::router())
         .merge(notifications::router())
         .merge(admin::router())
+        .merge(pusher_api::router())
         .route("/app/{key}", get(crate::ws::upgrade))
         .route("/api/config", get(client_config))
         .route("/api/openapi.json", get(openapi::document))

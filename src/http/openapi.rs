@@ -6,7 +6,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{accounts, admin, broadcasting_auth, conversations, groups, messages, notifications, people};
+use super::{accounts, admin, broadcasting_auth, conversations, groups, messages, notifications, people, pusher_api};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,7 @@ use super::{accounts, admin, broadcasting_auth, conversations, groups, messages,
         notifications::poll,
         broadcasting_auth::authorize,
         admin::presence, admin::stats,
+        pusher_api::trigger, pusher_api::batch,
         super::healthz, super::client_config,
     ),
     modifiers(&BearerAuth),

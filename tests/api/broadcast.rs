@@ -341,7 +341,89 @@ async fn two_nodes_share_the_pipeline(backend: Backend) {
     );
 }
 
+/// Posts `body` to the Pusher HTTP API at `path`, signed with the test app's credentials unless
+/// `secret` says otherwise.
+async fn trigger(app: &TestApp, path: &str, body: &Value, secret: &str) -> reqwest::Response {
+    let body = body.to_string();
+    let pusher = chatbox::config::PusherApp {
+        id: "test-app".into(),
+        key: "test-key".into(),
+        secret: chatbox::config::Secret::new(secret.to_owned()),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let query = chatbox::http::pusher_api::sign_request(&pusher, path, body.as_bytes(), now);
+    app.client
+        .post(app.url(&format!("{path}?{query}")))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("trigger request")
+}
+
+async fn the_pusher_http_api_triggers_events_for_signed_requests_only(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (a, b) = (app.user("ann").await, app.user("ben").await);
+    let mut a_socket = listener(&app, &a).await;
+    let mut b_socket = listener(&app, &b).await;
+    let mut public = PusherClient::connect(&app).await;
+    public
+        .send(json!({ "event": "pusher:subscribe", "data": { "channel": "news" } }))
+        .await;
+    public.expect("pusher_internal:subscription_succeeded").await;
+    let b_channel = format!("private-individual.message.{}", b.id);
+
+    // Signed with the wrong secret, or for another app: refused, nothing delivered.
+    let event = json!({ "name": "server-note", "channel": b_channel, "data": "{\"n\":0}" });
+    let res = trigger(&app, "/apps/test-app/events", &event, "not-the-secret").await;
+    assert_eq!(error_code(res, StatusCode::UNAUTHORIZED).await, "invalid_signature");
+    let res = trigger(&app, "/apps/other-app/events", &event, "test-secret").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    b_socket.expect_no_event(QUIET).await;
+
+    // One event on two channels; the socket named by socket_id is left out.
+    let event = json!({
+        "name": "server-note",
+        "channels": [b_channel, "news", format!("private-individual.message.{}", a.id)],
+        "data": "{\"n\":1}",
+        "socket_id": a_socket.socket_id,
+    });
+    let res = trigger(&app, "/apps/test-app/events", &event, "test-secret").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({}));
+    let got = b_socket.expect("server-note").await;
+    assert_eq!(
+        (got.channel.as_deref(), &got.data),
+        (Some(b_channel.as_str()), &json!({"n": 1}))
+    );
+    assert_eq!(public.expect("server-note").await.data, json!({"n": 1}));
+    a_socket.expect_no_event(QUIET).await;
+
+    // A batch is checked whole: one bad channel name and none of its events go out.
+    let bad = json!({ "batch": [
+        { "name": "server-note", "channel": "news", "data": "{\"n\":2}" },
+        { "name": "server-note", "channel": "bad channel!", "data": "{}" },
+    ]});
+    let res = trigger(&app, "/apps/test-app/batch_events", &bad, "test-secret").await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let too_big = json!({ "name": "server-note", "channel": "news", "data": "x".repeat(10 * 1024 + 1) });
+    let res = trigger(&app, "/apps/test-app/events", &too_big, "test-secret").await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let good = json!({ "batch": [
+        { "name": "first", "channel": "news", "data": "{}" },
+        { "name": "second", "channel": "news", "data": "{}" },
+    ]});
+    let res = trigger(&app, "/apps/test-app/batch_events", &good, "test-secret").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(public.next().await.event, "first", "the rejected batch sent nothing");
+    assert_eq!(public.next().await.event, "second");
+}
+
 backend_tests!(
+    the_pusher_http_api_triggers_events_for_signed_requests_only,
     one_to_one_reaches_the_recipient_and_nobody_else,
     all_and_small_groups_reach_their_members_only,
     bad_sends_are_refused_and_store_nothing,

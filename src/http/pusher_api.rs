@@ -1,0 +1,270 @@
+//! The Pusher HTTP API (PROTOCOL.md §1.9), so a backend that triggers events through a Pusher
+//! server library (pusher-http-php, Laravel's `pusher` broadcaster, pusher-http-node, …) can use
+//! chatbox unchanged: `POST /apps/{app_id}/events` and `POST /apps/{app_id}/batch_events`.
+//!
+//! Requests are signed with the app secret: query parameters `auth_key`, `auth_timestamp` (at most
+//! 600 s off), `auth_version=1.0`, `body_md5` and `auth_signature = HMAC-SHA256(secret,
+//! "POST\n{path}\n{sorted params}")`. Events go straight onto the bus (at most once, like
+//! Pusher's own triggers); chat messages keep their durable path through the store and queue.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Path, RawQuery, State},
+    http::Uri,
+    routing::post,
+};
+use hmac::{Hmac, KeyInit, Mac};
+use md5::{Digest, Md5};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::extract::Json;
+use crate::{
+    bus::{Broadcast, Target},
+    config::PusherApp,
+    domain::{ChannelName, Invalid},
+    error::ApiError,
+    protocol::SocketId,
+    state::AppState,
+};
+
+/// Largest `data` of one event (Pusher: 10 KB).
+pub const MAX_EVENT_DATA: usize = 10 * 1024;
+/// Channels one trigger may name (Pusher: 100).
+const MAX_CHANNELS: usize = 100;
+/// Events one batch may carry (Pusher: 10).
+const MAX_BATCH: usize = 10;
+/// Longest event name.
+const MAX_EVENT_NAME: usize = 200;
+/// How far `auth_timestamp` may be from the server's clock.
+const MAX_CLOCK_SKEW_SECS: i64 = 600;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/apps/{app_id}/events", post(trigger))
+        .route("/apps/{app_id}/batch_events", post(batch))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct Trigger {
+    name: String,
+    /// The payload, a string (usually JSON text).
+    data: String,
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+    #[serde(default)]
+    channel: Option<String>,
+    /// A socket that must not receive the event (the one whose action caused it).
+    #[serde(default)]
+    socket_id: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct Batch {
+    batch: Vec<Trigger>,
+}
+
+#[utoipa::path(post, path = "/apps/{app_id}/events", tag = "pusher http api", params(("app_id" = String, Path)), request_body = Trigger, responses((status = 200, description = "{}: published"), (status = 401, description = "missing or wrong signature"), (status = 404, description = "unknown app"), (status = 413, description = "data over 10 KB"), (status = 422, description = "invalid event")))]
+async fn trigger(
+    State(state): State<AppState>,
+    Path(app_id): Path<String>,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_signature(&state.config.pusher, &app_id, &uri, query.as_deref(), &body)?;
+    let event: Trigger = parse(&body)?;
+    let broadcasts = broadcasts(event)?;
+    publish(&state, &broadcasts).await?;
+    Ok(Json(json!({})))
+}
+
+#[utoipa::path(post, path = "/apps/{app_id}/batch_events", tag = "pusher http api", params(("app_id" = String, Path)), request_body = Batch, responses((status = 200, description = "{}: published"), (status = 401, description = "missing or wrong signature"), (status = 404, description = "unknown app"), (status = 413, description = "data over 10 KB"), (status = 422, description = "invalid event or over 10 events")))]
+async fn batch(
+    State(state): State<AppState>,
+    Path(app_id): Path<String>,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_signature(&state.config.pusher, &app_id, &uri, query.as_deref(), &body)?;
+    let Batch { batch } = parse(&body)?;
+    if batch.len() > MAX_BATCH {
+        return Err(Invalid::new("too_many_events", format!("a batch holds at most {MAX_BATCH} events")).into());
+    }
+    // Every event is checked before any is published: a bad one rejects the whole batch.
+    let mut all = Vec::new();
+    for event in batch {
+        all.extend(broadcasts(event)?);
+    }
+    publish(&state, &all).await?;
+    Ok(Json(json!({})))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))
+}
+
+async fn publish(state: &AppState, broadcasts: &[Broadcast]) -> Result<(), ApiError> {
+    for b in broadcasts {
+        state
+            .ws
+            .bus
+            .publish(b)
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("publishing a triggered event")))?;
+    }
+    Ok(())
+}
+
+/// One broadcast per channel of a validated trigger.
+fn broadcasts(t: Trigger) -> Result<Vec<Broadcast>, ApiError> {
+    if t.name.is_empty() || t.name.len() > MAX_EVENT_NAME {
+        return Err(Invalid::new(
+            "invalid_event",
+            format!("name must be 1 to {MAX_EVENT_NAME} characters"),
+        )
+        .into());
+    }
+    if t.data.len() > MAX_EVENT_DATA {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let channels = match (t.channels, t.channel) {
+        (Some(list), None) => list,
+        (None, Some(one)) => vec![one],
+        _ => return Err(Invalid::new("invalid_event", "give either channels (a list) or channel").into()),
+    };
+    if channels.is_empty() || channels.len() > MAX_CHANNELS {
+        return Err(Invalid::new("invalid_event", format!("1 to {MAX_CHANNELS} channels per event")).into());
+    }
+    let except = match t.socket_id.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            SocketId::parse(raw).ok_or_else(|| Invalid::new("invalid_socket_id", "socket_id must be digits.digits"))?,
+        ),
+    };
+    channels
+        .into_iter()
+        .map(|raw| {
+            let channel = ChannelName::parse(&raw)?;
+            Ok(Broadcast {
+                target: Target::Channel {
+                    channel: channel.as_str().to_owned(),
+                },
+                event: t.name.clone(),
+                data: t.data.clone(),
+                user_id: None,
+                except,
+                message_id: None,
+            })
+        })
+        .collect()
+}
+
+/// Checks the request signature, the key, the clock and the body digest.
+fn check_signature(app: &PusherApp, app_id: &str, uri: &Uri, query: Option<&str>, body: &[u8]) -> Result<(), ApiError> {
+    if app_id != app.id {
+        return Err(ApiError::NotFound("app"));
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| ApiError::BadSignature("the query string cannot be read".into()))?;
+    let params: BTreeMap<String, String> = pairs.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+    let get = |k: &str| params.get(k).map(String::as_str);
+    let bad = |why: &str| ApiError::BadSignature(why.to_owned());
+    if get("auth_key") != Some(app.key.as_str()) {
+        return Err(bad("unknown or missing auth_key"));
+    }
+    let timestamp: i64 = get("auth_timestamp")
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| bad("missing auth_timestamp"))?;
+    if (chrono::Utc::now().timestamp() - timestamp).abs() > MAX_CLOCK_SKEW_SECS {
+        return Err(bad("auth_timestamp is more than 600 s from the server's clock"));
+    }
+    if !body.is_empty() && get("body_md5") != Some(hex::encode(Md5::digest(body)).as_str()) {
+        return Err(bad("body_md5 does not match the body"));
+    }
+    let signature = get("auth_signature")
+        .and_then(|s| hex::decode(s).ok())
+        .ok_or_else(|| bad("missing auth_signature"))?;
+    let signed = string_to_sign("POST", uri.path(), &params);
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(app.secret.expose().as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(signed.as_bytes());
+    mac.verify_slice(&signature).map_err(|_| bad("invalid auth_signature"))
+}
+
+/// `"{method}\n{path}\n{k=v&…}"` over the parameters sorted by (lowercased) key, without
+/// `auth_signature`, values not escaped.
+pub fn string_to_sign(method: &str, path: &str, params: &BTreeMap<String, String>) -> String {
+    let query: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k.as_str() != "auth_signature")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!("{method}\n{path}\n{}", query.join("&"))
+}
+
+/// Signs a request the way Pusher server libraries do; returns the query string to append.
+pub fn sign_request(app: &PusherApp, path: &str, body: &[u8], timestamp: i64) -> String {
+    let mut params = BTreeMap::from([
+        ("auth_key".to_owned(), app.key.clone()),
+        ("auth_timestamp".to_owned(), timestamp.to_string()),
+        ("auth_version".to_owned(), "1.0".to_owned()),
+    ]);
+    if !body.is_empty() {
+        params.insert("body_md5".to_owned(), hex::encode(Md5::digest(body)));
+    }
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(app.secret.expose().as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(string_to_sign("POST", path, &params).as_bytes());
+    let signature = hex::encode(mac.finalize().into_bytes());
+    let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{}&auth_signature={signature}", query.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn app() -> PusherApp {
+        PusherApp {
+            id: "3".into(),
+            key: "278d425bdf160c739803".into(),
+            secret: Secret::new("7ad3773142a6692b25b8"),
+        }
+    }
+
+    /// Pusher's documented worked example (REST API reference, "Worked example").
+    #[test]
+    fn matches_the_documented_worked_example() {
+        let body = br#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
+        let query = sign_request(&app(), "/apps/3/events", body, 1353088179);
+        assert!(query.contains("body_md5=ec365a775a4cd0599faeb73354201b6f"), "{query}");
+        assert!(
+            query.ends_with("auth_signature=da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c"),
+            "{query}"
+        );
+    }
+
+    #[test]
+    fn rejects_a_changed_body_or_a_stale_clock() {
+        let body = br#"{"name":"e","channel":"c","data":"{}"}"#;
+        let uri: Uri = "/apps/3/events".parse().unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let query = sign_request(&app(), "/apps/3/events", body, now);
+        assert!(check_signature(&app(), "3", &uri, Some(&query), body).is_ok());
+        let other = br#"{"name":"e","channel":"d","data":"{}"}"#;
+        assert!(check_signature(&app(), "3", &uri, Some(&query), other).is_err());
+        let stale = sign_request(&app(), "/apps/3/events", body, now - 601);
+        assert!(check_signature(&app(), "3", &uri, Some(&stale), body).is_err());
+        assert!(matches!(
+            check_signature(&app(), "4", &uri, Some(&query), body),
+            Err(ApiError::NotFound(_))
+        ));
+    }
+}
