@@ -69,7 +69,8 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
         let source = source_address(i, args.sources);
         let (app, tx, user) = (app.clone(), tx.clone(), args.first_user + i);
         sockets.push(tokio::spawn(async move {
-            let ws = open(ws_addr, source, &app, user, false).await;
+            let channel = vec![(format!("private-group.message.{user}"), None)];
+            let ws = open(ws_addr, source, &app, &channel).await;
             drop(permit);
             let Ok(mut ws) = ws else { return false };
             tokio::spawn(async move {

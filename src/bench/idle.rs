@@ -95,7 +95,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
         let presence = !args.no_presence;
         held.push(tokio::spawn(async move {
             let (opened, failed) = (opened_here, failed_here);
-            let socket = open(server, source, &app, user, presence).await;
+            let socket = open(server, source, &app, &user_subscriptions(user, presence)).await;
             drop(permit);
             match socket {
                 Ok(mut ws) => {
@@ -162,13 +162,27 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
 
 pub(super) type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-/// Connects from `source`, then subscribes user `user`'s two private channels and presence.
+/// User `user`'s two private channels, and `presence-online` with its channel data if `presence`.
+pub(super) fn user_subscriptions(user: usize, presence: bool) -> Vec<(String, Option<String>)> {
+    let mut subscriptions = vec![
+        (format!("private-individual.message.{user}"), None),
+        (format!("private-group.message.{user}"), None),
+    ];
+    if presence {
+        let channel_data =
+            json!({ "user_id": user.to_string(), "user_info": { "name": format!("user {user}") } }).to_string();
+        subscriptions.push(("presence-online".to_owned(), Some(channel_data)));
+    }
+    subscriptions
+}
+
+/// Connects from `source`, then subscribes `subscriptions` (channel, presence channel data),
+/// signing each with the app secret.
 pub(super) async fn open(
     server: SocketAddr,
     source: IpAddr,
     app: &PusherApp,
-    user: usize,
-    presence: bool,
+    subscriptions: &[(String, Option<String>)],
 ) -> anyhow::Result<Ws> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source, 0))?;
@@ -184,16 +198,7 @@ pub(super) async fn open(
         .as_str()
         .context("handshake without socket_id")?
         .to_owned();
-    let channel_data =
-        json!({ "user_id": user.to_string(), "user_info": { "name": format!("user {user}") } }).to_string();
-    let mut subscriptions = vec![
-        (format!("private-individual.message.{user}"), None),
-        (format!("private-group.message.{user}"), None),
-    ];
-    if presence {
-        subscriptions.push(("presence-online".to_owned(), Some(channel_data)));
-    }
-    for (channel, data) in &subscriptions {
+    for (channel, data) in subscriptions {
         let signature = auth::sign(app, &socket_id, channel, data.as_deref());
         let frame = json!({ "event": "pusher:subscribe", "data": { "channel": channel, "auth": signature, "channel_data": data } });
         ws.send(Message::text(frame.to_string())).await?;

@@ -5,6 +5,7 @@
 mod client;
 mod e2e;
 mod fanout;
+mod fanout_all;
 mod idle;
 mod stats;
 
@@ -18,8 +19,11 @@ pub enum Workload {
     E2e(e2e::E2eArgs),
     /// N idle connections on 2 private channels + presence: server memory per connection.
     Idle(idle::IdleArgs),
+    /// One channel × N subscribers, events triggered through the Pusher HTTP API: deliveries per
+    /// second, latency, losses.
+    Fanout(fanout::FanoutArgs),
     /// Messages to "All" with N users online: deliveries per second and latency.
-    FanoutAll(fanout::FanoutArgs),
+    FanoutAll(fanout_all::FanoutArgs),
 }
 
 #[derive(Debug, Args)]
@@ -39,7 +43,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = match args.workload {
         Workload::E2e(a) => e2e::run(a).await?,
         Workload::Idle(a) => idle::run(a).await?,
-        Workload::FanoutAll(a) => fanout::run(a).await?,
+        Workload::Fanout(a) => fanout::run(a).await?,
+        Workload::FanoutAll(a) => fanout_all::run(a).await?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json)?);

@@ -7,8 +7,9 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use super::{
     WsContext,
@@ -31,6 +32,8 @@ pub const ACTIVITY_TIMEOUT: Duration = Duration::from_secs(120);
 const PONG_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a single write may take before the client is given up.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames written before one flush when several are queued.
+const WRITE_BATCH: usize = 64;
 /// Largest presence `user_info` accepted (Pusher: 1 KB).
 const MAX_USER_INFO: usize = 1024;
 /// Backlog messages read from the store per query.
@@ -104,30 +107,24 @@ impl Connection {
     async fn run(&mut self, reader: &OutboxReader) -> Ending {
         let hello = frames::connection_established(self.id, ACTIVITY_TIMEOUT.as_secs());
         self.write(hello).await.ok()?;
-        let mut deadline = Instant::now() + ACTIVITY_TIMEOUT;
+        // The futures that live as long as the connection are made once, not on every turn of
+        // the loop: the timer is re-armed only when it fires (from the time a frame last came).
+        let shutdown = self.ctx.shutdown.clone();
+        let cancelled = shutdown.cancelled();
+        let evicted = reader.evicted();
+        let timer = tokio::time::sleep(ACTIVITY_TIMEOUT);
+        tokio::pin!(cancelled, evicted, timer);
+        let mut last_heard = Instant::now();
         let mut pinged = false;
         loop {
             tokio::select! {
                 biased;
-                _ = self.ctx.shutdown.cancelled() => return Some(ProtocolError::ShuttingDown),
-                _ = reader.evicted() => return Some(ProtocolError::SlowClient),
-                out = reader.recv() => match out {
-                    Outgoing::Frame { frame, message } => {
-                        if message.is_none_or(|id| self.first_time(id)) {
-                            write(&mut self.socket, frame).await.ok()?;
-                        }
-                    }
-                    Outgoing::CatchUp { after } => {
-                        let own: Vec<UserChannel> =
-                            self.session.subscriptions.keys().filter_map(ChannelName::user_channel).collect();
-                        for channel in own {
-                            Box::pin(self.send_backlog(channel, after)).await.ok()?;
-                        }
-                    }
-                },
+                _ = &mut cancelled => return Some(ProtocolError::ShuttingDown),
+                _ = &mut evicted => return Some(ProtocolError::SlowClient),
+                out = reader.recv() => self.drain(out, reader).await.ok()?,
                 msg = self.socket.recv() => {
                     let Some(Ok(msg)) = msg else { return None };
-                    deadline = Instant::now() + ACTIVITY_TIMEOUT;
+                    last_heard = Instant::now();
                     pinged = false;
                     if !matches!(msg, Message::Close(_)) && !self.session.allow_frame() {
                         // Over the frame budget: refused, once per second, and not acted on.
@@ -145,13 +142,18 @@ impl Connection {
                         Message::Close(_) => return None,
                     }
                 }
-                _ = sleep_until(deadline) => {
+                _ = &mut timer => {
                     if pinged {
                         return Some(ProtocolError::PongTimeout);
                     }
+                    let quiet_until = last_heard + ACTIVITY_TIMEOUT;
+                    if Instant::now() < quiet_until {
+                        timer.as_mut().reset(quiet_until);
+                        continue;
+                    }
                     self.write(frames::ping()).await.ok()?;
                     pinged = true;
-                    deadline = Instant::now() + PONG_TIMEOUT;
+                    timer.as_mut().reset(Instant::now() + PONG_TIMEOUT);
                 }
             }
         }
@@ -159,6 +161,53 @@ impl Connection {
 
     async fn write(&mut self, text: String) -> Result<(), ()> {
         write(&mut self.socket, text.into()).await
+    }
+
+    /// Writes `first` and whatever else is already queued (up to [`WRITE_BATCH`] frames), then
+    /// flushes once: under load one system call carries many frames.
+    async fn drain(&mut self, first: Outgoing, reader: &OutboxReader) -> Result<(), ()> {
+        let mut next = Some(first);
+        let mut batched = 0;
+        while let Some(out) = next.take() {
+            match out {
+                Outgoing::Frame { frame, message } => {
+                    if message.is_none_or(|id| self.first_time(id)) {
+                        self.feed(frame).await?;
+                        batched += 1;
+                    }
+                }
+                Outgoing::CatchUp { after } => {
+                    let own: Vec<UserChannel> = self
+                        .session
+                        .subscriptions
+                        .keys()
+                        .filter_map(ChannelName::user_channel)
+                        .collect();
+                    for channel in own {
+                        Box::pin(self.send_backlog(channel, after)).await?;
+                    }
+                }
+            }
+            if batched < WRITE_BATCH {
+                next = reader.try_recv();
+            }
+        }
+        self.flush().await
+    }
+
+    /// Queues one frame in the socket's write buffer (written out when it fills or on flush).
+    async fn feed(&mut self, text: Utf8Bytes) -> Result<(), ()> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.feed(Message::Text(text))).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ()> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
     }
 
     /// Records a delivered message id; false if this connection already had it.
@@ -298,10 +347,11 @@ impl Connection {
                 if self.first_time(message.id) {
                     let data = json!({ "message": message, "backlog": true }).to_string();
                     let frame = frames::EventFrame::new(event, &data, None).for_channel(&name);
-                    self.write(frame).await?;
+                    self.feed(frame.into()).await?;
                     sent += 1;
                 }
             }
+            self.flush().await?;
             if !full {
                 break;
             }

@@ -92,17 +92,21 @@ impl OutboxReader {
     /// The next queued item, waiting for one. Cancel-safe: an item is taken only when returned.
     pub async fn recv(&self) -> Outgoing {
         loop {
-            {
-                let mut frames = self.0.frames.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(out) = frames.pop_front() {
-                    if frames.is_empty() && frames.capacity() > KEEP_SPARE {
-                        frames.shrink_to(0);
-                    }
-                    return out;
-                }
+            if let Some(out) = self.try_recv() {
+                return out;
             }
             self.0.ready.notified().await;
         }
+    }
+
+    /// The next queued item, if one is waiting.
+    pub fn try_recv(&self) -> Option<Outgoing> {
+        let mut frames = self.0.frames.lock().unwrap_or_else(|p| p.into_inner());
+        let out = frames.pop_front()?;
+        if frames.is_empty() && frames.capacity() > KEEP_SPARE {
+            frames.shrink_to(0);
+        }
+        Some(out)
     }
 
     /// Resolves when a sender found the outbox full.

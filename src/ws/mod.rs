@@ -28,6 +28,11 @@ const MAX_WS_MESSAGE: usize = 64 * 1024;
 /// (at most 10 KB are accepted) and the buffer grows for a larger one.
 const READ_BUFFER: usize = 1024;
 
+/// Bytes of frames gathered before they are written to the socket; queued frames are written
+/// together (and flushed when the outbox is empty), a lone frame at once. The buffer is allocated
+/// only as frames pass through it.
+const WRITE_BUFFER: usize = 16 * 1024;
+
 /// What every connection task shares.
 #[derive(Clone)]
 pub struct WsContext {
@@ -56,7 +61,7 @@ pub async fn upgrade(
     });
     let tasks = ctx.tasks.clone();
     ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(MAX_WS_MESSAGE)
         .max_frame_size(MAX_WS_MESSAGE)
         .on_upgrade(move |socket| {
