@@ -2,11 +2,13 @@
 //! server (chatbox or any Pusher-protocol peer) from outside. Results are printed as a table a
 //! person reads, or as JSON with `--json`; progress goes to stderr while it runs.
 
+mod backlog;
 mod client;
 mod e2e;
 mod fanout;
 mod fanout_all;
 mod idle;
+mod longpoll;
 mod stats;
 
 use clap::{Args, Subcommand};
@@ -17,6 +19,10 @@ pub use stats::Summary;
 pub enum Workload {
     /// HTTP POST of a one-to-one message → event at the recipient's socket, at a steady rate.
     E2e(e2e::E2eArgs),
+    /// A user offline for M messages signs in: time until the last one arrives.
+    Backlog(backlog::BacklogArgs),
+    /// N waiting long polls woken by one message: wake-up latency.
+    Longpoll(longpoll::LongpollArgs),
     /// N idle connections on 2 private channels + presence: server memory per connection.
     Idle(idle::IdleArgs),
     /// One channel × N subscribers, events triggered through the Pusher HTTP API: deliveries per
@@ -43,6 +49,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = match args.workload {
         Workload::E2e(a) => e2e::run(a).await?,
         Workload::Idle(a) => idle::run(a).await?,
+        Workload::Backlog(a) => backlog::run(a).await?,
+        Workload::Longpoll(a) => longpoll::run(a).await?,
         Workload::Fanout(a) => fanout::run(a).await?,
         Workload::FanoutAll(a) => fanout_all::run(a).await?,
     };
