@@ -28,22 +28,27 @@ use crate::{
 
 #[derive(Debug, Args)]
 pub struct IdleArgs {
-    /// WebSocket endpoint host:port of the server under test.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub server: SocketAddr,
+    /// WebSocket endpoint(s) host:port of the server(s) under test, comma-separated (several
+    /// nodes: connections are spread over them).
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:8080")]
+    pub server: Vec<SocketAddr>,
     #[arg(long, default_value = "chatbox-key")]
     pub app_key: String,
     #[arg(long, default_value = "chatbox-dev-secret")]
     pub app_secret: String,
-    /// Process id of the server, for its resident memory (VmRSS in /proc).
-    #[arg(long)]
-    pub pid: u32,
+    /// Process id of each server, in the order of `--server`, for resident memory (VmRSS).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub pid: Vec<u32>,
     #[arg(long, default_value_t = 1000)]
     pub connections: usize,
+    /// Load-tool processes to spread the connections over (a process here may open at most
+    /// 20,000 files). At least one per server.
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
     /// Source addresses 127.0.0.1 … 127.0.0.N to spread the connections over.
     #[arg(long, default_value_t = 16)]
     pub sources: u8,
-    /// First user id used in channel names (run several tool processes with disjoint ranges).
+    /// First user id used in channel names.
     #[arg(long, default_value_t = 1)]
     pub first_user: usize,
     /// Subscribe only the two private channels, not `presence-online` (every join on a presence
@@ -53,9 +58,13 @@ pub struct IdleArgs {
     /// Seconds to keep the connections open after the measurement.
     #[arg(long, default_value_t = 0)]
     pub hold_secs: u64,
+    /// Run as one of the tool's own helper processes: open the connections, print a JSON line,
+    /// hold them until standard input closes.
+    #[arg(long, hide = true)]
+    pub child: bool,
 }
 
-/// Connections being opened at once.
+/// Connections being opened at once, per process.
 const OPENING: usize = 256;
 
 /// The loopback address connection `i` is opened from: 127.0.0.1 … 127.0.0.`sources`, in turn.
@@ -74,25 +83,35 @@ fn rss(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
-pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
-    let app = Arc::new(PusherApp {
-        id: "bench".into(),
-        key: args.app_key.clone(),
-        secret: Secret::new(args.app_secret.clone()),
-    });
-    let before = rss(args.pid)?;
+/// What one process opened.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+struct Opened {
+    opened: usize,
+    failed: usize,
+    seconds: f64,
+}
+
+/// Opens `count` connections to `server` for users `first_user…`, each held by a task that
+/// answers pings; returns the tasks and the tally once every attempt has finished.
+async fn establish(
+    server: SocketAddr,
+    app: Arc<PusherApp>,
+    count: usize,
+    first_user: usize,
+    sources: u8,
+    presence: bool,
+) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Opened)> {
     let opened = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let limit = Arc::new(Semaphore::new(OPENING));
     let started = Instant::now();
-    let mut held = Vec::with_capacity(args.connections);
+    let mut held = Vec::with_capacity(count);
     let mut last_progress = Instant::now();
-    for i in 0..args.connections {
+    for i in 0..count {
         let permit = limit.clone().acquire_owned().await?;
-        let source = source_address(i, args.sources);
-        let (app, opened_here, failed_here, server) = (app.clone(), opened.clone(), failed.clone(), args.server);
-        let user = args.first_user + i;
-        let presence = !args.no_presence;
+        let source = source_address(i, sources);
+        let (app, opened_here, failed_here) = (app.clone(), opened.clone(), failed.clone());
+        let user = first_user + i;
         held.push(tokio::spawn(async move {
             let (opened, failed) = (opened_here, failed_here);
             let socket = open(server, source, &app, &user_subscriptions(user, presence)).await;
@@ -111,14 +130,14 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
                 }
                 Err(e) => {
                     if failed.fetch_add(1, Ordering::Relaxed) < 3 {
-                        eprintln!("idle: connection {user} failed: {e:#}");
+                        eprintln!("idle: connection {user} to {server} failed: {e:#}");
                     }
                 }
             }
         }));
         if last_progress.elapsed() >= Duration::from_secs(1) {
             eprintln!(
-                "idle: {} open, {} failed",
+                "idle: {} open, {} failed ({server})",
                 opened.load(Ordering::Relaxed),
                 failed.load(Ordering::Relaxed)
             );
@@ -126,36 +145,165 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
         }
     }
     let _ = limit.acquire_many(OPENING as u32).await?;
-    let establish = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(2)).await; // let the server settle
-    let after = rss(args.pid)?;
-    let open = opened.load(Ordering::Relaxed);
-    let failures = failed.load(Ordering::Relaxed);
-    let per_connection = after.saturating_sub(before) as f64 / open.max(1) as f64;
+    let tally = Opened {
+        opened: opened.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((held, tally))
+}
+
+/// A helper process of the tool holding its share of the connections.
+struct Child {
+    process: tokio::process::Child,
+    server: usize,
+}
+
+pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        args.pid.len() == args.server.len(),
+        "give one --pid per --server ({} servers, {} pids)",
+        args.server.len(),
+        args.pid.len()
+    );
+    let app = Arc::new(PusherApp {
+        id: "bench".into(),
+        key: args.app_key.clone(),
+        secret: Secret::new(args.app_secret.clone()),
+    });
+    let presence = !args.no_presence;
+    if args.child {
+        let (held, tally) = establish(
+            args.server[0],
+            app,
+            args.connections,
+            args.first_user,
+            args.sources,
+            presence,
+        )
+        .await?;
+        println!("{}", serde_json::to_string(&tally)?);
+        // Hold until the parent closes standard input.
+        let mut rest = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut rest).await;
+        held.iter().for_each(|h| h.abort());
+        // The parent has read its line and stopped listening: nothing more to print.
+        std::process::exit(0);
+    }
+    let before: Vec<u64> = args.pid.iter().map(|p| rss(*p)).collect::<anyhow::Result<_>>()?;
+    let processes = args.processes.max(args.server.len());
+    let started = Instant::now();
+    let mut per_server = vec![Opened::default(); args.server.len()];
+    let mut local = Vec::new();
+    let mut children = Vec::new();
+    if processes == 1 {
+        let (held, tally) = establish(
+            args.server[0],
+            app,
+            args.connections,
+            args.first_user,
+            args.sources,
+            presence,
+        )
+        .await?;
+        local = held;
+        per_server[0] = tally;
+    } else {
+        let exe = std::env::current_exe()?;
+        for p in 0..processes {
+            let count = args.connections / processes + usize::from(p < args.connections % processes);
+            let first_user = args.first_user + p * args.connections.div_ceil(processes);
+            let server = p % args.server.len();
+            let mut command = tokio::process::Command::new(&exe);
+            command
+                .args(["bench", "idle", "--child", "--server"])
+                .arg(args.server[server].to_string())
+                .args([
+                    "--pid",
+                    "0",
+                    "--app-key",
+                    &args.app_key,
+                    "--app-secret",
+                    &args.app_secret,
+                ])
+                .args([
+                    "--connections",
+                    &count.to_string(),
+                    "--first-user",
+                    &first_user.to_string(),
+                ])
+                .args(["--sources", &args.sources.to_string()])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true);
+            if args.no_presence {
+                command.arg("--no-presence");
+            }
+            children.push(Child {
+                process: command.spawn().context("starting a load-tool process")?,
+                server,
+            });
+        }
+        for child in &mut children {
+            let stdout = child.process.stdout.take().context("child stdout")?;
+            let mut line = String::new();
+            tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(stdout), &mut line).await?;
+            let tally: Opened = serde_json::from_str(line.trim())
+                .with_context(|| format!("a load-tool process ended early: {line:?}"))?;
+            let s = &mut per_server[child.server];
+            s.opened += tally.opened;
+            s.failed += tally.failed;
+            s.seconds = s.seconds.max(tally.seconds);
+        }
+    }
+    let establish_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await; // let the servers settle
+    let after: Vec<u64> = args.pid.iter().map(|p| rss(*p)).collect::<anyhow::Result<_>>()?;
     if args.hold_secs > 0 {
         tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
     }
-    held.iter().for_each(|h| h.abort());
-    let table = format!(
-        "idle: {open} connections open ({failures} failed) in {:.2} s, each on 2 private channels{}\n\
-         server RSS: {:.1} MiB before, {:.1} MiB after → {:.0} bytes ({:.2} KiB) per connection",
-        establish.as_secs_f64(),
+    local.iter().for_each(|h| h.abort());
+    for mut child in children {
+        drop(child.process.stdin.take());
+        let _ = child.process.wait().await;
+    }
+    let open: usize = per_server.iter().map(|s| s.opened).sum();
+    let failures: usize = per_server.iter().map(|s| s.failed).sum();
+    let grown: u64 = after.iter().zip(&before).map(|(a, b)| a.saturating_sub(*b)).sum();
+    let per_connection = grown as f64 / open.max(1) as f64;
+    let mut table = format!(
+        "idle: {open} connections open ({failures} failed) in {establish_secs:.2} s over {processes} tool process(es), \
+         each on 2 private channels{}\n",
         if args.no_presence { "" } else { " + presence" },
-        before as f64 / 1048576.0,
-        after as f64 / 1048576.0,
-        per_connection,
-        per_connection / 1024.0
     );
+    let mut nodes = Vec::new();
+    for (i, server) in args.server.iter().enumerate() {
+        let (b, a, s) = (before[i], after[i], &per_server[i]);
+        let each = a.saturating_sub(b) as f64 / s.opened.max(1) as f64;
+        table.push_str(&format!(
+            "  {server} (pid {}): {} connections, RSS {:.1} → {:.1} MiB, {each:.0} bytes ({:.2} KiB) per connection\n",
+            args.pid[i],
+            s.opened,
+            b as f64 / 1048576.0,
+            a as f64 / 1048576.0,
+            each / 1024.0
+        ));
+        nodes.push(json!({ "server": server.to_string(), "pid": args.pid[i], "connections": s.opened, "failed": s.failed, "rss_before": b, "rss_after": a, "bytes_per_connection": each }));
+    }
+    table.push_str(&format!(
+        "in all: {per_connection:.0} bytes ({:.2} KiB) per connection",
+        per_connection / 1024.0
+    ));
     Ok(Report {
         table,
         json: json!({
             "workload": "idle",
+            "presence": presence,
             "connections": open,
             "failed": failures,
-            "establish_seconds": establish.as_secs_f64(),
-            "rss_before": before,
-            "rss_after": after,
+            "establish_seconds": establish_secs,
             "bytes_per_connection": per_connection,
+            "nodes": nodes,
         }),
     })
 }
