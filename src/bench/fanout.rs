@@ -205,7 +205,8 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
     });
     let began = now_micros();
     let mut last_progress = Instant::now();
-    let mut refused = 0usize;
+    let refused = Arc::new(AtomicUsize::new(0));
+    let mut triggers = Vec::with_capacity(args.events);
     for n in 0..args.events {
         match schedule.as_mut() {
             Some(s) => {
@@ -230,23 +231,22 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
         let data = format!("{head}{}\"}}", &padding[..pad]);
         let body = json!({ "name": EVENT, "channel": args.channel, "data": data }).to_string();
         let query = sign_request(&app, &path, body.as_bytes(), (now_micros() / 1_000_000) as i64);
-        let res = http
+        // Triggers go out concurrently: a server that answers slowly must not pace the run.
+        let request = http
             .post(format!("{base}{path}?{query}"))
             .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .context("POST events")?;
-        if !res.status().is_success() {
-            if refused < 3 {
-                eprintln!(
-                    "fanout: trigger answered {}: {}",
-                    res.status(),
-                    res.text().await.unwrap_or_default()
-                );
+            .body(body);
+        let refused = refused.clone();
+        triggers.push(tokio::spawn(async move {
+            let failure = match request.send().await {
+                Ok(res) if res.status().is_success() => return,
+                Ok(res) => format!("{}: {}", res.status(), res.text().await.unwrap_or_default()),
+                Err(e) => e.to_string(),
+            };
+            if refused.fetch_add(1, Ordering::Relaxed) < 3 {
+                eprintln!("fanout: trigger failed: {failure}");
             }
-            refused += 1;
-        }
+        }));
         if last_progress.elapsed() >= Duration::from_secs(1) {
             eprintln!(
                 "fanout: {} of {} events sent, {} delivered to everyone",
@@ -257,6 +257,10 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
             last_progress = Instant::now();
         }
     }
+    for t in triggers {
+        t.await?;
+    }
+    let refused = refused.load(Ordering::Relaxed);
     let drain_until = tokio::time::Instant::now() + Duration::from_secs(args.drain_secs);
     while progress.complete.load(Ordering::Relaxed) < args.events
         && tokio::time::timeout_at(drain_until, progress.changed.notified())
