@@ -105,8 +105,10 @@ struct Connection {
 
 impl Connection {
     async fn run(&mut self, reader: &OutboxReader) -> Ending {
+        // Every write and every frame's handling below is boxed: an idle connection's task then
+        // holds only the waits of the loop, not room for the largest of those futures.
         let hello = frames::connection_established(self.id, ACTIVITY_TIMEOUT.as_secs());
-        self.write(hello).await.ok()?;
+        Box::pin(self.write(hello)).await.ok()?;
         // The futures that live as long as the connection are made once, not on every turn of
         // the loop: the timer is re-armed only when it fires (from the time a frame last came).
         let shutdown = self.ctx.shutdown.clone();
@@ -121,26 +123,15 @@ impl Connection {
                 biased;
                 _ = &mut cancelled => return Some(ProtocolError::ShuttingDown),
                 _ = &mut evicted => return Some(ProtocolError::SlowClient),
-                out = reader.recv() => self.drain(out, reader).await.ok()?,
+                out = reader.recv() => Box::pin(self.drain(out, reader)).await.ok()?,
                 msg = self.socket.recv() => {
                     let Some(Ok(msg)) = msg else { return None };
                     last_heard = Instant::now();
                     pinged = false;
-                    if !matches!(msg, Message::Close(_)) && !self.session.allow_frame() {
-                        // Over the frame budget: refused, once per second, and not acted on.
-                        if self.session.first_refusal_this_second() {
-                            self.write(frames::error(&ProtocolError::Flooding)).await.ok()?;
-                        }
-                        continue;
+                    if matches!(msg, Message::Close(_)) {
+                        return None;
                     }
-                    match msg {
-                        // Boxed: frame handling awaits store queries and publishes whose futures
-                        // are large; inline, every idle connection's task would reserve room for them.
-                        Message::Text(text) => Box::pin(self.handle(&text)).await.ok()?,
-                        Message::Binary(_) => self.write(frames::error(&ProtocolError::BinaryFrame)).await.ok()?,
-                        Message::Ping(_) | Message::Pong(_) => {}
-                        Message::Close(_) => return None,
-                    }
+                    Box::pin(self.on_message(msg)).await.ok()?;
                 }
                 _ = &mut timer => {
                     if pinged {
@@ -151,7 +142,7 @@ impl Connection {
                         timer.as_mut().reset(quiet_until);
                         continue;
                     }
-                    self.write(frames::ping()).await.ok()?;
+                    Box::pin(self.write(frames::ping())).await.ok()?;
                     pinged = true;
                     timer.as_mut().reset(Instant::now() + PONG_TIMEOUT);
                 }
@@ -161,6 +152,22 @@ impl Connection {
 
     async fn write(&mut self, text: String) -> Result<(), ()> {
         write(&mut self.socket, text.into()).await
+    }
+
+    /// Acts on one frame from the client (not a close).
+    async fn on_message(&mut self, msg: Message) -> Result<(), ()> {
+        if !self.session.allow_frame() {
+            // Over the frame budget: refused, once per second, and not acted on.
+            if self.session.first_refusal_this_second() {
+                self.write(frames::error(&ProtocolError::Flooding)).await?;
+            }
+            return Ok(());
+        }
+        match msg {
+            Message::Text(text) => self.handle(&text).await,
+            Message::Binary(_) => self.write(frames::error(&ProtocolError::BinaryFrame)).await,
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => Ok(()),
+        }
     }
 
     /// Writes `first` and whatever else is already queued (up to [`WRITE_BATCH`] frames), then
