@@ -115,10 +115,14 @@ async fn establish(
         held.push(tokio::spawn(async move {
             let (opened, failed) = (opened_here, failed_here);
             let socket = open(server, source, &app, &user_subscriptions(user, presence)).await;
+            // Counted before the permit goes back: the tally is read once every permit is back.
+            match &socket {
+                Ok(_) => opened.fetch_add(1, Ordering::Relaxed),
+                Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+            };
             drop(permit);
             match socket {
                 Ok(mut ws) => {
-                    opened.fetch_add(1, Ordering::Relaxed);
                     // Stay connected: answer pings until the run ends.
                     while let Some(Ok(msg)) = ws.next().await {
                         if let Message::Text(t) = msg
@@ -129,7 +133,7 @@ async fn establish(
                     }
                 }
                 Err(e) => {
-                    if failed.fetch_add(1, Ordering::Relaxed) < 3 {
+                    if failed.load(Ordering::Relaxed) <= 3 {
                         eprintln!("idle: connection {user} to {server} failed: {e:#}");
                     }
                 }
