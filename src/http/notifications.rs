@@ -103,11 +103,15 @@ async fn poll(
     .await;
     state.ws.hub.waiters.release(me, handle);
     let (items, end) = answer?;
-    if end != start {
+    // Only what moved is written: every write is a commit, and a crowd of woken polls is a
+    // crowd of commits.
+    if end.message != start.message {
         state
             .store
             .advance_cursor(me, Cursor::NotifiedMessage, end.message)
             .await?;
+    }
+    if end.event != start.event {
         state.store.advance_cursor(me, Cursor::NotifiedEvent, end.event).await?;
     }
     Ok(Json(json!({ "notifications": items, "cursor": end.encode() })))
