@@ -43,9 +43,14 @@ CHATBOX="${CARGO_TARGET_DIR:-target}/release/chatbox"
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
+  status=$?
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  if [ $status -eq 0 ]; then
+    rm -rf "$WORK"
+  else
+    echo "failed; the servers' logs are kept in $WORK" >&2
+  fi
 }
 trap cleanup EXIT
 
