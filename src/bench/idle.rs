@@ -176,16 +176,19 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
         secret: Secret::new(args.app_secret.clone()),
     });
     let presence = !args.no_presence;
-    if args.child {
-        let (held, tally) = establish(
+    // All the connections from this process, to the first server.
+    let here = || {
+        establish(
             args.server[0],
-            app,
+            app.clone(),
             args.connections,
             args.first_user,
             args.sources,
             presence,
         )
-        .await?;
+    };
+    if args.child {
+        let (held, tally) = here().await?;
         println!("{}", serde_json::to_string(&tally)?);
         // Hold until the parent closes standard input.
         let mut rest = Vec::new();
@@ -201,15 +204,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
     let mut local = Vec::new();
     let mut children = Vec::new();
     if processes == 1 {
-        let (held, tally) = establish(
-            args.server[0],
-            app,
-            args.connections,
-            args.first_user,
-            args.sources,
-            presence,
-        )
-        .await?;
+        let (held, tally) = here().await?;
         local = held;
         per_server[0] = tally;
     } else {

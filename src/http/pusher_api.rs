@@ -11,18 +11,17 @@ use std::collections::BTreeMap;
 
 use axum::{
     Router,
-    body::Bytes,
-    extract::{Path, RawQuery, State},
+    extract::{FromRequest, Request, State},
     http::Uri,
     routing::post,
 };
 use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest, Md5};
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::extract::Json;
+use super::{MAX_BODY_BYTES, extract::Json};
 use crate::{
     bus::{Broadcast, Target},
     config::PusherApp,
@@ -68,31 +67,33 @@ struct Batch {
     batch: Vec<Trigger>,
 }
 
+/// A request body signed with the app secret: the signature, key, clock and digest are checked
+/// before the body is read as `T`.
+struct Signed<T>(T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        // The route is /apps/{app_id}/…
+        let app_id = parts.uri.path().split('/').nth(2).unwrap_or_default();
+        let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge)?;
+        check_signature(&state.config.pusher, app_id, &parts.uri, parts.uri.query(), &body)?;
+        Ok(Self(parse(&body)?))
+    }
+}
+
 #[utoipa::path(post, path = "/apps/{app_id}/events", tag = "pusher http api", params(("app_id" = String, Path)), request_body = Trigger, responses((status = 200, description = "{}: published"), (status = 401, description = "missing or wrong signature"), (status = 404, description = "unknown app"), (status = 413, description = "data over 10 KB"), (status = 422, description = "invalid event")))]
-async fn trigger(
-    State(state): State<AppState>,
-    Path(app_id): Path<String>,
-    uri: Uri,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    check_signature(&state.config.pusher, &app_id, &uri, query.as_deref(), &body)?;
-    let event: Trigger = parse(&body)?;
-    let broadcasts = broadcasts(event)?;
-    publish(&state, &broadcasts).await?;
+async fn trigger(State(state): State<AppState>, Signed(event): Signed<Trigger>) -> Result<Json<Value>, ApiError> {
+    publish(&state, &broadcasts(event)?).await?;
     Ok(Json(json!({})))
 }
 
 #[utoipa::path(post, path = "/apps/{app_id}/batch_events", tag = "pusher http api", params(("app_id" = String, Path)), request_body = Batch, responses((status = 200, description = "{}: published"), (status = 401, description = "missing or wrong signature"), (status = 404, description = "unknown app"), (status = 413, description = "data over 10 KB"), (status = 422, description = "invalid event or over 10 events")))]
-async fn batch(
-    State(state): State<AppState>,
-    Path(app_id): Path<String>,
-    uri: Uri,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    check_signature(&state.config.pusher, &app_id, &uri, query.as_deref(), &body)?;
-    let Batch { batch } = parse(&body)?;
+async fn batch(State(state): State<AppState>, Signed(Batch { batch }): Signed<Batch>) -> Result<Json<Value>, ApiError> {
     if batch.len() > MAX_BATCH {
         return Err(Invalid::new("too_many_events", format!("a batch holds at most {MAX_BATCH} events")).into());
     }
@@ -105,7 +106,7 @@ async fn batch(
     Ok(Json(json!({})))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))
 }
 
