@@ -6,7 +6,8 @@
 #   CONNECTIONS=19000 EVENTS=5000 bench/peers.sh
 #
 # Sockudo is installed with `cargo install --locked sockudo` into a cache folder outside the
-# repository ($CHATBOX_PEERS_DIR, default ~/.cache/chatbox-peers) the first time (a long build).
+# repository ($CHATBOX_PEERS_DIR, default ~/.cache/chatbox-peers) the first time: a long build
+# (about 25 minutes on 2 cores), then reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +29,7 @@ SOCKUDO="$PEERS/bin/sockudo"
 if [ ! -x "$SOCKUDO" ]; then
   if ! command -v protoc >/dev/null; then
     say "Sockudo needs protoc to build: installing protobuf-compiler"
-    apt-get install -y protobuf-compiler >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null
   fi
   say "installing Sockudo $SOCKUDO_VERSION into $PEERS (cargo install --locked; this takes a while)"
   mkdir -p "$PEERS"
