@@ -64,6 +64,13 @@ wait_port() {
   exit 1
 }
 
+for port in $CHATBOX_PORT $SOCKUDO_PORT; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is taken (a server left from an earlier run?): stop it first" >&2
+    exit 1
+  fi
+done
+
 # Both servers: one app, loopback, logs quiet, no per-address connection cap.
 BIND="127.0.0.1:$CHATBOX_PORT" DATABASE_URL="sqlite://$WORK/chatbox.db" RUST_LOG=warn \
   PUSHER_APP_ID=$APP_ID PUSHER_APP_KEY=$APP_KEY PUSHER_APP_SECRET=$APP_SECRET MAX_CONNECTIONS_PER_IP=0 \
@@ -79,6 +86,9 @@ SOCKUDO_PID=$!
 PIDS+=("$SOCKUDO_PID")
 wait_port $CHATBOX_PORT
 wait_port $SOCKUDO_PORT
+for pid in $CHATBOX_PID $SOCKUDO_PID; do
+  kill -0 "$pid" 2>/dev/null || { echo "a server exited at start; see $WORK/*.log" >&2; exit 1; }
+done
 sleep 1
 say "chatbox pid $CHATBOX_PID on :$CHATBOX_PORT, Sockudo $SOCKUDO_VERSION pid $SOCKUDO_PID on :$SOCKUDO_PORT"
 
