@@ -60,18 +60,27 @@ pub async fn upgrade(
         (!ctx.hub.admit(ip, ctx.config.max_connections_per_ip)).then_some(ProtocolError::TooManyConnections)
     });
     let tasks = ctx.tasks.clone();
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(MAX_WS_MESSAGE)
-        .max_frame_size(MAX_WS_MESSAGE)
-        .on_upgrade(move |socket| {
-            tasks.track_future(async move {
-                match refused {
-                    Some(e) => connection::refuse(socket, e).await,
-                    None => connection::serve(socket, ctx, ip).await,
-                }
-            })
+    // An admitted socket whose upgrade then fails (the client left mid-handshake) never reaches
+    // `serve`: give its place back here, or its address would creep towards the cap.
+    let admitted = refused.is_none().then(|| ctx.hub.clone());
+    ws.on_failed_upgrade(move |e| {
+        tracing::debug!(error = %e, "websocket upgrade failed");
+        if let Some(hub) = admitted {
+            hub.disconnected(ip);
+        }
+    })
+    .read_buffer_size(READ_BUFFER)
+    .write_buffer_size(WRITE_BUFFER)
+    .max_message_size(MAX_WS_MESSAGE)
+    .max_frame_size(MAX_WS_MESSAGE)
+    .on_upgrade(move |socket| {
+        tasks.track_future(async move {
+            match refused {
+                Some(e) => connection::refuse(socket, e).await,
+                None => connection::serve(socket, ctx, ip).await,
+            }
         })
+    })
 }
 
 fn handshake_error(
