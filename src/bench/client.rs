@@ -6,10 +6,10 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::{net::TcpStream, sync::mpsc};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use super::connect::next_text;
 
 /// A signed-up user of the server under test.
 pub struct Account {
@@ -89,7 +89,7 @@ pub async fn listen(
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url().await?)
         .await
         .context("WebSocket connect")?;
-    let hello = next_json(&mut ws).await?;
+    let hello = next_text(&mut ws).await?;
     let socket_id = serde_json::from_str::<Value>(hello["data"].as_str().unwrap_or("{}"))?["socket_id"]
         .as_str()
         .context("handshake without socket_id")?
@@ -111,7 +111,7 @@ pub async fn listen(
         ))
         .await?;
         loop {
-            let f = next_json(&mut ws).await?;
+            let f = next_text(&mut ws).await?;
             match f["event"].as_str() {
                 Some("pusher_internal:subscription_succeeded") => break,
                 Some("pusher:subscription_error") => bail!("subscription to {channel} refused: {f}"),
@@ -141,14 +141,4 @@ pub async fn listen(
         }
     });
     Ok(rx)
-}
-
-async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
-    loop {
-        match ws.next().await.context("socket closed")?? {
-            Message::Text(t) => return Ok(serde_json::from_str(&t)?),
-            Message::Close(f) => bail!("socket closed: {f:?}"),
-            _ => {}
-        }
-    }
 }

@@ -21,13 +21,13 @@ use anyhow::Context;
 use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::{
     Report,
-    idle::{open, source_address},
+    connect::{Opened, open_many},
     stats::Summary,
 };
 use crate::{
@@ -128,30 +128,11 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
         secret: Secret::new(args.app_secret.clone()),
     });
     let stop = CancellationToken::new();
-    let opening = Arc::new(Semaphore::new(256));
-    let mut connecting = Vec::with_capacity(args.subscribers);
-    for i in 0..args.subscribers {
-        let permit = opening.clone().acquire_owned().await?;
-        let (app, source, channel) = (app.clone(), source_address(i, args.sources), args.channel.clone());
-        connecting.push(tokio::spawn(async move {
-            let ws = open(ws_addr, source, &app, &[(channel, None)]).await;
-            drop(permit);
-            ws
-        }));
-    }
-    let mut sockets = Vec::with_capacity(args.subscribers);
-    let mut failed = 0;
-    for c in connecting {
-        match c.await? {
-            Ok(ws) => sockets.push(ws),
-            Err(e) => {
-                if failed < 3 {
-                    eprintln!("fanout: a subscriber failed: {e:#}");
-                }
-                failed += 1;
-            }
-        }
-    }
+    let channel = args.channel.clone();
+    let Opened { sockets, failed, .. } = open_many(ws_addr, app.clone(), args.subscribers, args.sources, |_| {
+        vec![(channel.clone(), None)]
+    })
+    .await?;
     anyhow::ensure!(!sockets.is_empty(), "no subscriber could connect");
     let subscribers = sockets.len();
     eprintln!(

@@ -13,13 +13,13 @@ use std::{
 use clap::Args;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{
     Report,
     client::Server,
-    idle::{open, source_address},
+    connect::{Opened, open_many},
     stats::Summary,
 };
 use crate::config::{PusherApp, Secret};
@@ -62,40 +62,31 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
         secret: Secret::new(args.app_secret.clone()),
     });
     let (tx, mut arrivals) = mpsc::unbounded_channel::<(i64, Instant)>();
-    let opening = Arc::new(Semaphore::new(256));
-    let mut sockets = Vec::new();
-    for i in 0..args.connections {
-        let permit = opening.clone().acquire_owned().await?;
-        let source = source_address(i, args.sources);
-        let (app, tx, user) = (app.clone(), tx.clone(), args.first_user + i);
-        sockets.push(tokio::spawn(async move {
-            let channel = vec![(format!("private-group.message.{user}"), None)];
-            let ws = open(ws_addr, source, &app, &channel).await;
-            drop(permit);
-            let Ok(mut ws) = ws else { return false };
-            tokio::spawn(async move {
-                while let Some(Ok(Message::Text(t))) = ws.next().await {
-                    let at = Instant::now();
-                    let Ok(frame) = serde_json::from_str::<Value>(&t) else {
-                        continue;
-                    };
-                    let data: Value = frame["data"]
-                        .as_str()
-                        .and_then(|d| serde_json::from_str(d).ok())
-                        .unwrap_or_default();
-                    if let Some(id) = data["message"]["id"].as_i64() {
-                        let _ = tx.send((id, at));
-                    }
+    let first_user = args.first_user;
+    let Opened { sockets, .. } = open_many(ws_addr, app, args.connections, args.sources, |i| {
+        vec![(format!("private-group.message.{}", first_user + i), None)]
+    })
+    .await?;
+    let online = sockets.len();
+    for mut ws in sockets {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(Message::Text(t))) = ws.next().await {
+                let at = Instant::now();
+                let Ok(frame) = serde_json::from_str::<Value>(&t) else {
+                    continue;
+                };
+                let data: Value = frame["data"]
+                    .as_str()
+                    .and_then(|d| serde_json::from_str(d).ok())
+                    .unwrap_or_default();
+                if let Some(id) = data["message"]["id"].as_i64() {
+                    let _ = tx.send((id, at));
                 }
-            });
-            true
-        }));
+            }
+        });
     }
     drop(tx);
-    let mut online = 0;
-    for s in sockets {
-        online += usize::from(s.await.unwrap_or(false));
-    }
     eprintln!("fanout-all: {online} of {} connections online", args.connections);
     let sender = server.sign_up("bench-fanout").await?;
     let mut sent_at: HashMap<i64, Instant> = HashMap::new();

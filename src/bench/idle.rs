@@ -5,26 +5,22 @@
 //! source addresses (a per-address connection cap, and ephemeral ports, are per address).
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    net::SocketAddr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
 use clap::Args;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio::{net::TcpSocket, sync::Semaphore};
-use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 
-use super::Report;
-use crate::{
-    config::{PusherApp, Secret},
-    protocol::auth,
+use super::{
+    Report,
+    connect::{open_many, proc_status},
 };
+use crate::config::{PusherApp, Secret};
 
 #[derive(Debug, Args)]
 pub struct IdleArgs {
@@ -64,34 +60,20 @@ pub struct IdleArgs {
     pub child: bool,
 }
 
-/// Connections being opened at once, per process.
-const OPENING: usize = 256;
-
-/// The loopback address connection `i` is opened from: 127.0.0.1 … 127.0.0.`sources`, in turn.
-pub(super) fn source_address(i: usize, sources: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(sources.max(1))) as u8))
-}
-
 /// Resident memory of a process, in bytes.
 fn rss(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("no process {pid}"))?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")?;
-    Ok(kb * 1024)
+    Ok(proc_status(pid, "VmRSS:")? * 1024)
 }
 
 /// What one process opened.
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
-struct Opened {
+struct Tally {
     opened: usize,
     failed: usize,
     seconds: f64,
 }
 
-/// Opens `count` connections to `server` for users `first_user…`, each held by a task that
+/// Opens `count` connections to `server` for users `first_user…`, each then held by a task that
 /// answers pings; returns the tasks and the tally once every attempt has finished.
 async fn establish(
     server: SocketAddr,
@@ -100,60 +82,32 @@ async fn establish(
     first_user: usize,
     sources: u8,
     presence: bool,
-) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Opened)> {
-    let opened = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let limit = Arc::new(Semaphore::new(OPENING));
-    let started = Instant::now();
-    let mut held = Vec::with_capacity(count);
-    let mut last_progress = Instant::now();
-    for i in 0..count {
-        let permit = limit.clone().acquire_owned().await?;
-        let source = source_address(i, sources);
-        let (app, opened_here, failed_here) = (app.clone(), opened.clone(), failed.clone());
-        let user = first_user + i;
-        held.push(tokio::spawn(async move {
-            let (opened, failed) = (opened_here, failed_here);
-            let socket = open(server, source, &app, &user_subscriptions(user, presence)).await;
-            // Counted before the permit goes back: the tally is read once every permit is back.
-            match &socket {
-                Ok(_) => opened.fetch_add(1, Ordering::Relaxed),
-                Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-            };
-            drop(permit);
-            match socket {
-                Ok(mut ws) => {
-                    // Stay connected: answer pings until the run ends.
-                    while let Some(Ok(msg)) = ws.next().await {
-                        if let Message::Text(t) = msg
-                            && t.contains("pusher:ping")
-                        {
-                            let _ = ws.send(Message::text(r#"{"event":"pusher:pong","data":{}}"#)).await;
-                        }
-                    }
-                }
-                Err(e) => {
-                    if failed.load(Ordering::Relaxed) <= 3 {
-                        eprintln!("idle: connection {user} to {server} failed: {e:#}");
-                    }
-                }
-            }
-        }));
-        if last_progress.elapsed() >= Duration::from_secs(1) {
-            eprintln!(
-                "idle: {} open, {} failed ({server})",
-                opened.load(Ordering::Relaxed),
-                failed.load(Ordering::Relaxed)
-            );
-            last_progress = Instant::now();
-        }
-    }
-    let _ = limit.acquire_many(OPENING as u32).await?;
-    let tally = Opened {
-        opened: opened.load(Ordering::Relaxed),
-        failed: failed.load(Ordering::Relaxed),
-        seconds: started.elapsed().as_secs_f64(),
+) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Tally)> {
+    let opened = open_many(server, app, count, sources, |i| {
+        user_subscriptions(first_user + i, presence)
+    })
+    .await?;
+    let tally = Tally {
+        opened: opened.sockets.len(),
+        failed: opened.failed,
+        seconds: opened.seconds,
     };
+    let held = opened
+        .sockets
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                // Stay connected: answer pings until the run ends.
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let Message::Text(t) = msg
+                        && t.contains("pusher:ping")
+                    {
+                        let _ = ws.send(Message::text(r#"{"event":"pusher:pong","data":{}}"#)).await;
+                    }
+                }
+            })
+        })
+        .collect();
     Ok((held, tally))
 }
 
@@ -200,7 +154,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
     let before: Vec<u64> = args.pid.iter().map(|p| rss(*p)).collect::<anyhow::Result<_>>()?;
     let processes = args.processes.max(args.server.len());
     let started = Instant::now();
-    let mut per_server = vec![Opened::default(); args.server.len()];
+    let mut per_server = vec![Tally::default(); args.server.len()];
     let mut local = Vec::new();
     let mut children = Vec::new();
     if processes == 1 {
@@ -247,7 +201,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
             let stdout = child.process.stdout.take().context("child stdout")?;
             let mut line = String::new();
             tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(stdout), &mut line).await?;
-            let tally: Opened = serde_json::from_str(line.trim())
+            let tally: Tally = serde_json::from_str(line.trim())
                 .with_context(|| format!("a load-tool process ended early: {line:?}"))?;
             let s = &mut per_server[child.server];
             s.opened += tally.opened;
@@ -307,8 +261,6 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
     })
 }
 
-pub(super) type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
 /// User `user`'s two private channels, and `presence-online` with its channel data if `presence`.
 pub(super) fn user_subscriptions(user: usize, presence: bool) -> Vec<(String, Option<String>)> {
     let mut subscriptions = vec![
@@ -321,58 +273,4 @@ pub(super) fn user_subscriptions(user: usize, presence: bool) -> Vec<(String, Op
         subscriptions.push(("presence-online".to_owned(), Some(channel_data)));
     }
     subscriptions
-}
-
-/// Connects from `source`, then subscribes `subscriptions` (channel, presence channel data),
-/// signing each with the app secret.
-pub(super) async fn open(
-    server: SocketAddr,
-    source: IpAddr,
-    app: &PusherApp,
-    subscriptions: &[(String, Option<String>)],
-) -> anyhow::Result<Ws> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(source, 0))?;
-    let stream = socket.connect(server).await?;
-    let url = format!(
-        "ws://{server}/app/{}?protocol=7&client=chatbox-bench&version=1.0",
-        app.key
-    );
-    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
-    let hello = next_text(&mut ws).await?;
-    let socket_id = serde_json::from_str::<Value>(hello["data"].as_str().unwrap_or("{}"))?["socket_id"]
-        .as_str()
-        .context("handshake without socket_id")?
-        .to_owned();
-    for (channel, data) in subscriptions {
-        let signature = auth::sign(app, &socket_id, channel, data.as_deref());
-        let frame = json!({ "event": "pusher:subscribe", "data": { "channel": channel, "auth": signature, "channel_data": data } });
-        ws.send(Message::text(frame.to_string())).await?;
-    }
-    let mut confirmed = 0;
-    while confirmed < subscriptions.len() {
-        let f = next_text(&mut ws).await?;
-        match f["event"].as_str() {
-            Some("pusher_internal:subscription_succeeded") => confirmed += 1,
-            Some("pusher:subscription_error") | Some("pusher:error") => anyhow::bail!("refused: {f}"),
-            _ => {}
-        }
-    }
-    Ok(ws)
-}
-
-async fn next_text(ws: &mut Ws) -> anyhow::Result<Value> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .context("no answer in 30 s")?
-        {
-            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t)?),
-            Some(Ok(Message::Close(f))) => anyhow::bail!("closed: {f:?}"),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.into()),
-            None => anyhow::bail!("closed"),
-        }
-    }
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::{Report, client::Server, stats::Summary};
+use super::{Report, client::Server, connect::proc_status, stats::Summary};
 
 #[derive(Debug, Args)]
 pub struct LongpollArgs {
@@ -24,16 +24,6 @@ pub struct LongpollArgs {
     /// Process id of the server, to read its thread count while the polls wait.
     #[arg(long)]
     pub pid: Option<u32>,
-}
-
-fn threads(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))?
-        .trim()
-        .parse()
-        .ok()
 }
 
 pub async fn run(args: LongpollArgs) -> anyhow::Result<Report> {
@@ -78,7 +68,7 @@ pub async fn run(args: LongpollArgs) -> anyhow::Result<Report> {
     drop(done_tx);
     // Let every poll reach the server and start waiting.
     tokio::time::sleep(Duration::from_secs(2 + (args.polls / 2000) as u64)).await;
-    let waiting_threads = args.pid.and_then(threads);
+    let waiting_threads = args.pid.and_then(|pid| proc_status(pid, "Threads:").ok());
     let sent = Instant::now();
     server
         .http

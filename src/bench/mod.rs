@@ -4,6 +4,7 @@
 
 mod backlog;
 mod client;
+mod connect;
 mod e2e;
 mod fanout;
 mod fanout_all;
