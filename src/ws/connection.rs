@@ -59,7 +59,12 @@ async fn close(socket: &mut WebSocket, e: &ProtocolError) {
 
 /// Writes one text frame within [`WRITE_TIMEOUT`].
 async fn write(socket: &mut WebSocket, text: Utf8Bytes) -> Result<(), ()> {
-    match tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Text(text))).await {
+    within_write_timeout(socket.send(Message::Text(text))).await
+}
+
+/// `Err` when the socket operation fails or takes longer than [`WRITE_TIMEOUT`].
+async fn within_write_timeout<E>(op: impl Future<Output = Result<(), E>>) -> Result<(), ()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, op).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
     }
@@ -204,17 +209,11 @@ impl Connection {
 
     /// Queues one frame in the socket's write buffer (written out when it fills or on flush).
     async fn feed(&mut self, text: Utf8Bytes) -> Result<(), ()> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.feed(Message::Text(text))).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(()),
-        }
+        within_write_timeout(self.socket.feed(Message::Text(text))).await
     }
 
     async fn flush(&mut self) -> Result<(), ()> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.flush()).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(()),
-        }
+        within_write_timeout(self.socket.flush()).await
     }
 
     /// Records a delivered message id; false if this connection already had it.
