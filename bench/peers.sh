@@ -20,7 +20,7 @@ STEADY_RATE="${STEADY_RATE:-100}"     # fan-out: events/s for the latency run (Ã
 STEADY_EVENTS="${STEADY_EVENTS:-1500}"
 CHATBOX_PORT=18201
 SOCKUDO_PORT=18202
-APP_ID=peers APP_KEY=peers-key APP_SECRET=peers-secret
+APP_ID=peers APP_KEY=peers-key APP_SECRET=peers-secret-5b8e2f0a9c4d7e1f3a6b8c0d2e4f6a8b
 
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 

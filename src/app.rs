@@ -14,6 +14,7 @@ use crate::{
     bus::{self, Bus},
     config::Config,
     http,
+    limits::Limiter,
     queue::{MemoryQueue, Queue, RedisQueue, relay},
     state::AppState,
     store::Store,
@@ -33,8 +34,18 @@ async fn wait_for(tasks: &TaskTracker) {
     }
 }
 
-/// How often expired browser sessions are swept from the database.
+/// How often expired browser sessions and bearer tokens are swept from the database.
 const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Where a server started without `PUSHER_APP_SECRET` keeps the secret it generated.
+const GENERATED_SECRET: &str = "pusher_app_secret";
+
+/// A fresh secret: 32 random bytes from the OS-seeded CSPRNG, hex.
+fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    hex::encode(bytes)
+}
 
 /// Queue and bus as configured: Redis when `REDIS_URL` is set, in-process otherwise.
 pub struct Delivery {
@@ -84,12 +95,32 @@ impl App {
     /// # Errors
     /// A backing service is unreachable, a migration failed, or the address cannot be bound.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.check_secret_for_serving()?;
         let store = Store::connect(&config)
             .await
             .context("connecting to the database (DATABASE_URL)")?;
         store.migrate().await.context("applying database migrations")?;
+        let config = if config.secret_generated {
+            let secret = store
+                .setting_or_insert(GENERATED_SECRET, new_secret)
+                .await
+                .context("reading the generated Pusher secret")?;
+            config.with_secret(crate::config::Secret::new(secret))
+        } else {
+            config
+        };
         let hub = Arc::new(Hub::default());
         let delivery = Delivery::connect(&config, hub.clone()).await?;
+        let limits = match &delivery.redis {
+            Some(client) => Limiter::redis(
+                redis::aio::ConnectionManager::new(client.clone())
+                    .await
+                    .context("connecting to Redis (REDIS_URL)")?,
+                &config.redis_prefix,
+            ),
+            None => Limiter::local(),
+        };
+        let limits = Arc::new(limits);
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {} (BIND)", config.bind))?;
@@ -100,7 +131,8 @@ impl App {
         let state = AppState {
             config: config.clone(),
             store: store.clone(),
-            login_throttle: Arc::default(),
+            limits: limits.clone(),
+            hashing: Arc::default(),
             relay,
             ws: WsContext {
                 config,
@@ -109,6 +141,7 @@ impl App {
                 bus: delivery.bus.clone(),
                 shutdown: shutdown.clone(),
                 tasks: tasks.clone(),
+                limits,
             },
             queue: delivery.queue.clone(),
             metrics: Arc::default(),
@@ -162,7 +195,7 @@ impl App {
             shutdown.clone(),
         ));
         tasks.spawn(relay::sweep(delivery.queue.clone(), store.clone(), shutdown.clone()));
-        tasks.spawn(sweep_sessions(store.clone(), shutdown.clone()));
+        tasks.spawn(sweep_sessions(store.clone(), state.config.token_ttl, shutdown.clone()));
         if let Some(client) = delivery.redis.clone() {
             let prefix = state.config.redis_prefix.clone();
             tasks.spawn(bus::redis::subscribe(
@@ -237,16 +270,24 @@ pub async fn run_worker(config: Config, signal: CancellationToken) -> anyhow::Re
     Ok(())
 }
 
-async fn sweep_sessions(store: Store, shutdown: CancellationToken) {
+async fn sweep_sessions(store: Store, token_ttl: Duration, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(SESSION_SWEEP_EVERY);
+    let ttl = chrono::Duration::from_std(token_ttl).unwrap_or(chrono::Duration::MAX);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = every.tick() => match store.delete_expired_sessions().await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(sessions = n, "expired sessions swept"),
-                Err(e) => tracing::warn!(error = %crate::telemetry::chain(&e), "session sweep failed"),
-            },
+            _ = every.tick() => {
+                match store.delete_expired_sessions().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(sessions = n, "expired sessions swept"),
+                    Err(e) => tracing::warn!(error = %crate::telemetry::chain(&e), "session sweep failed"),
+                }
+                match store.delete_expired_tokens(chrono::Utc::now() - ttl).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(tokens = n, "expired tokens swept"),
+                    Err(e) => tracing::warn!(error = %crate::telemetry::chain(&e), "token sweep failed"),
+                }
+            }
         }
     }
 }

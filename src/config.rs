@@ -8,10 +8,22 @@ use std::{fmt, net::SocketAddr, str::FromStr};
 
 use clap::{Args, ValueEnum};
 
-use crate::domain::Email;
+/// Shortest Pusher app secret accepted: 32 bytes, as many as the HMAC-SHA256 key it becomes.
+pub const MIN_SECRET_BYTES: usize = 32;
 
-/// The development credentials; start-up warns when the secret is still this one.
-const DEV_APP_SECRET: &str = "chatbox-dev-secret";
+/// Secrets that are public: earlier defaults, documentation examples and the usual placeholders.
+/// Anyone who knows the secret signs subscriptions to every user's private channels.
+const KNOWN_SECRETS: &[&str] = &[
+    "chatbox-dev-secret",
+    "change-me",
+    "changeme",
+    "secret",
+    "app-secret",
+    "pusher-secret",
+    "your-pusher-app-secret",
+    "your-secret",
+    "password",
+];
 
 /// Raw settings as clap reads them. Names are part of the public contract (API.md).
 #[derive(Debug, Clone, Args)]
@@ -32,11 +44,14 @@ pub struct Settings {
     pub pusher_app_id: String,
     #[arg(long, env = "PUSHER_APP_KEY", default_value = "chatbox-key", global = true)]
     pub pusher_app_key: String,
-    #[arg(long, env = "PUSHER_APP_SECRET", default_value = DEV_APP_SECRET, global = true, hide_default_value = true)]
-    pub pusher_app_secret: String,
-    /// Comma-separated e-mail addresses whose accounts are admins.
-    #[arg(long, env = "ADMIN_EMAILS", default_value = "", global = true)]
-    pub admin_emails: String,
+    /// Signs channel subscriptions: at least 32 bytes. Unset: required with MySQL or Redis; the
+    /// embedded default generates one on first start and keeps it in the database.
+    #[arg(long, env = "PUSHER_APP_SECRET", global = true, hide_env_values = true)]
+    pub pusher_app_secret: Option<String>,
+    /// No longer read: admin rights are granted with `chatbox admin grant` (SECURITY.md). Set, it
+    /// stops start-up with that advice rather than being silently ignored.
+    #[arg(long, env = "ADMIN_EMAILS", global = true, hide = true)]
+    pub admin_emails: Option<String>,
     /// Comma-separated origins (`https://chat.example.com`) allowed besides the server's own.
     #[arg(long, env = "ALLOWED_ORIGINS", default_value = "", global = true)]
     pub allowed_origins: String,
@@ -57,6 +72,10 @@ pub struct Settings {
     /// Do not run a queue worker inside `chatbox serve` (run `chatbox worker` processes instead).
     #[arg(long, env = "NO_WORKER", default_value_t = false, global = true)]
     pub no_worker: bool,
+    /// Days a bearer token stays valid after it is issued (login, registration); logging out
+    /// revokes it at once.
+    #[arg(long, env = "TOKEN_TTL_DAYS", default_value_t = 30, global = true)]
+    pub token_ttl_days: u32,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -99,6 +118,7 @@ impl fmt::Debug for Secret {
 pub struct PusherApp {
     pub id: String,
     pub key: String,
+    /// Empty until [`Config::with_secret`] when it is generated (embedded default, unset).
     pub secret: Secret,
 }
 
@@ -111,7 +131,9 @@ pub struct Config {
     pub redis_prefix: String,
     pub bind: SocketAddr,
     pub pusher: PusherApp,
-    pub admin_emails: Vec<Email>,
+    /// `PUSHER_APP_SECRET` was not set: the embedded default keeps a generated one in the
+    /// database, and `App::build` puts it in with [`Config::with_secret`].
+    pub secret_generated: bool,
     pub allowed_origins: Vec<String>,
     pub cookie_secure: bool,
     pub db_max_connections: u32,
@@ -122,6 +144,8 @@ pub struct Config {
     pub queue_visibility: std::time::Duration,
     /// Most WebSocket connections per IP address; `None`: no cap.
     pub max_connections_per_ip: Option<u32>,
+    /// Bearer tokens expire this long after they are issued.
+    pub token_ttl: std::time::Duration,
 }
 
 /// A setting that failed validation: names the setting and says what is wrong.
@@ -164,17 +188,22 @@ impl Config {
         let bind = SocketAddr::from_str(s.bind.trim())
             .map_err(|_| invalid("BIND", format!("invalid socket address {:?} (want host:port)", s.bind)))?;
         for (name, value) in [
-            ("PUSHER_APP_ID", &s.pusher_app_id),
-            ("PUSHER_APP_KEY", &s.pusher_app_key),
-            ("PUSHER_APP_SECRET", &s.pusher_app_secret),
+            ("PUSHER_APP_ID", Some(&s.pusher_app_id)),
+            ("PUSHER_APP_KEY", Some(&s.pusher_app_key)),
+            ("PUSHER_APP_SECRET", s.pusher_app_secret.as_ref()),
         ] {
-            if value.is_empty() || value.len() > 128 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+            if value.is_some_and(|v| v.is_empty() || v.len() > 128 || !v.bytes().all(|b| b.is_ascii_graphic())) {
                 return Err(invalid(name, "must be 1 to 128 printable ASCII characters"));
             }
         }
-        let admin_emails = split_list(&s.admin_emails)
-            .map(|e| Email::parse(e).map_err(|err| invalid("ADMIN_EMAILS", format!("{e:?}: {err}"))))
-            .collect::<Result<_, _>>()?;
+        let secret = s.pusher_app_secret.map(check_secret).transpose()?;
+        if s.admin_emails.is_some_and(|a| !a.trim().is_empty()) {
+            return Err(invalid(
+                "ADMIN_EMAILS",
+                "no longer read (whoever registered such an address first became admin): \
+                 unset it and grant admin rights with `chatbox admin grant <email>` (see SECURITY.md)",
+            ));
+        }
         let allowed_origins = split_list(&s.allowed_origins)
             .map(|o| {
                 let o = o.trim_end_matches('/');
@@ -194,6 +223,9 @@ impl Config {
         if !(3..=3600).contains(&s.queue_visibility_secs) {
             return Err(invalid("QUEUE_VISIBILITY_SECS", "must be between 3 and 3600 seconds"));
         }
+        if !(1..=3650).contains(&s.token_ttl_days) {
+            return Err(invalid("TOKEN_TTL_DAYS", "must be between 1 and 3650 days"));
+        }
         if s.redis_prefix.len() > 64 || s.redis_prefix.chars().any(char::is_whitespace) {
             return Err(invalid("REDIS_PREFIX", "at most 64 characters, no white space"));
         }
@@ -203,12 +235,12 @@ impl Config {
             redis_url,
             redis_prefix: s.redis_prefix,
             bind,
+            secret_generated: secret.is_none(),
             pusher: PusherApp {
                 id: s.pusher_app_id,
                 key: s.pusher_app_key,
-                secret: Secret(s.pusher_app_secret),
+                secret: secret.unwrap_or_else(|| Secret(String::new())),
             },
-            admin_emails,
             allowed_origins,
             cookie_secure: s.cookie_secure,
             db_max_connections: s.db_max_connections,
@@ -216,18 +248,61 @@ impl Config {
             run_worker: !s.no_worker,
             queue_visibility: std::time::Duration::from_secs(s.queue_visibility_secs),
             max_connections_per_ip: (s.max_connections_per_ip > 0).then_some(s.max_connections_per_ip),
+            token_ttl: std::time::Duration::from_secs(u64::from(s.token_ttl_days) * 86_400),
         })
     }
 
-    /// True while the Pusher secret is the public development default.
-    pub fn uses_dev_secret(&self) -> bool {
-        self.pusher.secret.expose() == DEV_APP_SECRET
+    /// Whether this runs on production services (MySQL or Redis), where nodes share one secret
+    /// that an operator sets.
+    pub fn is_production(&self) -> bool {
+        self.database_kind == DatabaseKind::MySql || self.redis_url.is_some()
     }
 
-    /// Whether `email` belongs to an admin (ADMIN_EMAILS).
-    pub fn is_admin(&self, email: &str) -> bool {
-        self.admin_emails.iter().any(|a| a.as_str() == email)
+    /// A serving node needs a secret: with MySQL or Redis the operator's own (nodes must agree
+    /// and a generated one would be per database); embedded, one is generated when unset.
+    ///
+    /// # Errors
+    /// `PUSHER_APP_SECRET` is unset with MySQL or Redis.
+    pub fn check_secret_for_serving(&self) -> Result<(), ConfigError> {
+        if self.secret_generated && self.is_production() {
+            return Err(invalid(
+                "PUSHER_APP_SECRET",
+                format!(
+                    "required with MySQL or Redis: set at least {MIN_SECRET_BYTES} random bytes \
+                     (for example `openssl rand -hex 32`), the same on every node"
+                ),
+            ));
+        }
+        Ok(())
     }
+
+    /// The configuration with the generated secret the store keeps (embedded default).
+    pub fn with_secret(mut self, secret: Secret) -> Self {
+        self.pusher.secret = secret;
+        self
+    }
+}
+
+/// A configured secret: long enough and not a known value.
+fn check_secret(secret: String) -> Result<Secret, ConfigError> {
+    let known = KNOWN_SECRETS.iter().any(|k| secret.eq_ignore_ascii_case(k))
+        || secret.bytes().all(|b| Some(b) == secret.bytes().next());
+    if known {
+        return Err(invalid(
+            "PUSHER_APP_SECRET",
+            "is a publicly known value: set your own random secret",
+        ));
+    }
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(invalid(
+            "PUSHER_APP_SECRET",
+            format!(
+                "must be at least {MIN_SECRET_BYTES} bytes (for example `openssl rand -hex 32`), not {}",
+                secret.len()
+            ),
+        ));
+    }
+    Ok(Secret(secret))
 }
 
 fn split_list(raw: &str) -> impl Iterator<Item = &str> {
@@ -257,7 +332,46 @@ mod tests {
         assert_eq!(c.database_kind, DatabaseKind::Sqlite);
         assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
         assert!(c.redis_url.is_none());
-        assert!(c.uses_dev_secret());
+        assert!(c.secret_generated, "embedded without a secret: one is generated");
+    }
+
+    #[test]
+    fn production_needs_a_long_unknown_secret() {
+        let mysql = ["--database-url", "mysql://root@127.0.0.1/chatbox"];
+        let unset = |args: &[&str]| parse(args).unwrap().check_secret_for_serving().unwrap_err().name;
+        assert_eq!(unset(&mysql), "PUSHER_APP_SECRET");
+        assert_eq!(unset(&["--redis-url", "redis://127.0.0.1"]), "PUSHER_APP_SECRET");
+        assert!(
+            parse(&[]).unwrap().check_secret_for_serving().is_ok(),
+            "embedded generates one"
+        );
+        for bad in [
+            "change-me",
+            "chatbox-dev-secret",
+            "short-but-random-3f9a",
+            &"x".repeat(40),
+        ] {
+            let args = [&mysql[..], &["--pusher-app-secret", bad]].concat();
+            assert_eq!(parse(&args).unwrap_err().name, "PUSHER_APP_SECRET", "{bad:?}");
+            // An explicitly set secret is checked on the embedded default too.
+            assert_eq!(
+                parse(&["--pusher-app-secret", bad]).unwrap_err().name,
+                "PUSHER_APP_SECRET"
+            );
+        }
+        let good = "8c1f0e4b9a7d3c2e5f6a1b0c9d8e7f6a";
+        let c = parse(&[&mysql[..], &["--pusher-app-secret", good]].concat()).unwrap();
+        assert!(!c.secret_generated);
+        assert!(c.check_secret_for_serving().is_ok());
+        assert!(!format!("{c:?}").contains(good), "the secret is never logged");
+    }
+
+    #[test]
+    fn admin_emails_stop_start_up_with_advice() {
+        let e = parse(&["--admin-emails", "boss@example.com"]).unwrap_err();
+        assert_eq!(e.name, "ADMIN_EMAILS");
+        assert!(e.problem.contains("chatbox admin grant"), "{e}");
+        assert!(parse(&["--admin-emails", ""]).is_ok(), "empty is as unset");
     }
 
     #[test]
@@ -269,10 +383,6 @@ mod tests {
         );
         assert_eq!(parse(&["--redis-url", "http://x"]).unwrap_err().name, "REDIS_URL");
         assert_eq!(
-            parse(&["--admin-emails", "a@b.c, nope"]).unwrap_err().name,
-            "ADMIN_EMAILS"
-        );
-        assert_eq!(
             parse(&["--allowed-origins", "example.com"]).unwrap_err().name,
             "ALLOWED_ORIGINS"
         );
@@ -280,16 +390,15 @@ mod tests {
     }
 
     #[test]
-    fn mysql_url_and_admins_are_accepted() {
+    fn mysql_url_is_accepted_and_not_logged() {
         let c = parse(&[
             "--database-url",
             "mysql://root@127.0.0.1/chatbox",
-            "--admin-emails",
-            "Ann@Example.com",
+            "--pusher-app-secret",
+            "8c1f0e4b9a7d3c2e5f6a1b0c9d8e7f6a",
         ])
         .unwrap();
         assert_eq!(c.database_kind, DatabaseKind::MySql);
-        assert!(c.is_admin("ann@example.com"));
         assert!(
             !format!("{c:?}").contains("root@127.0.0.1"),
             "database URL must not be logged"

@@ -47,6 +47,9 @@ pub enum ApiError {
     /// 429: too many attempts; retry after that many seconds.
     #[error("too many attempts, retry in {retry_after} s")]
     Throttled { retry_after: u64 },
+    /// 503: the server is at a bound it keeps (password hashing); retry after that many seconds.
+    #[error("the server is busy, retry in {retry_after} s")]
+    Busy { retry_after: u64 },
     /// 503: the database is down or saturated.
     #[error("the store is unavailable, retry shortly")]
     StoreUnavailable(#[source] StoreError),
@@ -83,6 +86,7 @@ impl ApiError {
             Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::Invalid(i) => (StatusCode::UNPROCESSABLE_ENTITY, i.code),
             Self::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            Self::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
@@ -99,7 +103,7 @@ impl IntoResponse for ApiError {
         }
         let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));
         let mut response = (status, body).into_response();
-        if let Self::Throttled { retry_after } = self {
+        if let Self::Throttled { retry_after } | Self::Busy { retry_after } = self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

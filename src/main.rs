@@ -7,7 +7,7 @@ use chatbox::{
     app::App,
     config::{Config, Settings},
     shutdown,
-    store::Store,
+    store::{AccountRef, Store},
     telemetry,
 };
 use clap::{Parser, Subcommand};
@@ -35,6 +35,27 @@ enum Command {
     Migrate,
     /// Measure a running server (see BENCHMARKS.md).
     Bench(chatbox::bench::BenchArgs),
+    /// Grant, revoke or list admin rights (stored in the database; SECURITY.md).
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Make an account an admin.
+    Grant {
+        /// The account's e-mail or user id.
+        account: AccountRef,
+    },
+    /// Take admin rights away from an account.
+    Revoke {
+        /// The account's e-mail or user id.
+        account: AccountRef,
+    },
+    /// List the admins.
+    List,
 }
 
 fn main() -> ExitCode {
@@ -74,11 +95,6 @@ fn main() -> ExitCode {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
-            if config.uses_dev_secret() {
-                tracing::warn!(
-                    "PUSHER_APP_SECRET is the public development default: set your own before exposing chatbox"
-                );
-            }
             raise_open_files_limit();
             let app = App::build(config).await?;
             app.run(shutdown::on_signal()).await
@@ -88,6 +104,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             raise_open_files_limit();
             chatbox::bench::run(args).await
         }
+        Command::Admin { action } => admin(action, &config).await,
         Command::Migrate => {
             let store = Store::connect(&config).await?;
             store.migrate().await?;
@@ -96,6 +113,44 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `chatbox admin …`: prints one line per account changed or listed.
+async fn admin(action: AdminAction, config: &Config) -> anyhow::Result<()> {
+    let store = Store::connect(config).await?;
+    store.migrate().await?;
+    let changed = match &action {
+        AdminAction::Grant { account } => Some((account, true)),
+        AdminAction::Revoke { account } => Some((account, false)),
+        AdminAction::List => None,
+    };
+    let result = match changed {
+        Some((account, grant)) => match store.set_admin(account, grant).await? {
+            Some(user) => {
+                let verb = if grant {
+                    "is now an admin"
+                } else {
+                    "is no longer an admin"
+                };
+                println!("{} <{}> (id {}) {verb}", user.name, user.email, user.id);
+                tracing::info!(user_id = %user.id, admin = grant, "admin rights changed");
+                Ok(())
+            }
+            None => Err(anyhow::anyhow!("no account {account:?}")),
+        },
+        None => {
+            let admins = store.admins().await?;
+            if admins.is_empty() {
+                println!("no admins: grant with `chatbox admin grant <email>`");
+            }
+            for user in admins {
+                println!("{}\t{}\t{}", user.id, user.email, user.name);
+            }
+            Ok(())
+        }
+    };
+    store.close().await;
+    result
 }
 
 /// Every socket is a file: lift the soft open-files limit to the hard one and say what it is.

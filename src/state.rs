@@ -2,13 +2,18 @@
 
 use std::sync::Arc;
 
-use crate::{config::Config, http::throttle::LoginThrottle, queue::relay::Relay, store::Store, ws::WsContext};
+use crate::{
+    config::Config, http::passwords::Hashing, limits::Limiter, queue::relay::Relay, store::Store, ws::WsContext,
+};
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
-    pub login_throttle: Arc<LoginThrottle>,
+    /// Rate limits (logins, registrations), cluster-wide with Redis.
+    pub limits: Arc<Limiter>,
+    /// The bounded password-hashing pool.
+    pub hashing: Arc<Hashing>,
     /// Hands committed broadcast jobs to the outbox relay.
     pub relay: Relay,
     /// Hub, bus and shutdown for WebSocket connections.

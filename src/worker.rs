@@ -73,7 +73,14 @@ impl Worker {
         let envelope: Envelope = match serde_json::from_str(&claimed.raw) {
             Ok(e) => e,
             Err(e) => {
-                tracing::error!(error = %e, job = %claimed.raw, "undecodable job moved to the dead-letter list");
+                // The job holds message bodies: log where it broke, never what it says.
+                tracing::error!(
+                    category = ?e.classify(),
+                    line = e.line(),
+                    column = e.column(),
+                    bytes = claimed.raw.len(),
+                    "undecodable job moved to the dead-letter list"
+                );
                 self.queue.dead_letter(claimed).await?;
                 return Ok(());
             }

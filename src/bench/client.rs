@@ -17,26 +17,58 @@ pub struct Account {
     pub token: String,
 }
 
+/// Source addresses sign-ups are spread over when the server is on this machine: the server
+/// limits registrations per client address (50 per 10 minutes), and a run signs up thousands.
+const SIGN_UP_ADDRESSES: u32 = 256;
+
 /// HTTP side of the server under test.
 #[derive(Clone)]
 pub struct Server {
     pub base: String,
     pub http: reqwest::Client,
+    /// Clients bound to distinct loopback addresses (127.0.1.x) for sign-ups, when the server
+    /// is on loopback; otherwise just `http`.
+    sign_ups: std::sync::Arc<Vec<reqwest::Client>>,
+    /// The next sign-up client (round robin, so no address gets more than its share).
+    turn: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Server {
     pub fn new(base: &str) -> Self {
+        let base = base.trim_end_matches('/').to_owned();
+        let http = reqwest::Client::new();
+        let host = base.split("://").nth(1).unwrap_or_default();
+        let loopback = host.starts_with("127.") || host.starts_with("localhost");
+        let sign_ups = if loopback {
+            (0..SIGN_UP_ADDRESSES)
+                .filter_map(|n| {
+                    let from = std::net::Ipv4Addr::new(127, 0, 1 + (n / 250) as u8, 1 + (n % 250) as u8);
+                    reqwest::Client::builder()
+                        .local_address(std::net::IpAddr::V4(from))
+                        .build()
+                        .ok()
+                })
+                .collect()
+        } else {
+            vec![http.clone()]
+        };
         Self {
-            base: base.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
+            base,
+            http,
+            sign_ups: std::sync::Arc::new(sign_ups),
+            turn: std::sync::Arc::default(),
         }
     }
 
     /// Registers a fresh user (random name).
     pub async fn sign_up(&self, label: &str) -> anyhow::Result<Account> {
         let name = format!("{label}-{:08x}", rand::random::<u32>());
-        let res = self
-            .http
+        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let client = self
+            .sign_ups
+            .get(turn % self.sign_ups.len().max(1))
+            .unwrap_or(&self.http);
+        let res = client
             .post(format!("{}/api/register", self.base))
             .json(&json!({ "name": name, "email": format!("{name}@bench.example"), "password": "bench-password" }))
             .send()

@@ -44,7 +44,8 @@ pub struct FanoutArgs {
     pub app_id: String,
     #[arg(long, default_value = "chatbox-key")]
     pub app_key: String,
-    #[arg(long, default_value = "chatbox-dev-secret")]
+    /// The server's app secret (its `PUSHER_APP_SECRET`), to sign as the server would.
+    #[arg(long, env = "PUSHER_APP_SECRET", hide_env_values = true)]
     pub app_secret: String,
     /// Subscribers of the channel.
     #[arg(long, default_value_t = 1000)]

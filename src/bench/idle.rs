@@ -30,7 +30,8 @@ pub struct IdleArgs {
     pub server: Vec<SocketAddr>,
     #[arg(long, default_value = "chatbox-key")]
     pub app_key: String,
-    #[arg(long, default_value = "chatbox-dev-secret")]
+    /// The server's app secret (its `PUSHER_APP_SECRET`), to sign as the server would.
+    #[arg(long, env = "PUSHER_APP_SECRET", hide_env_values = true)]
     pub app_secret: String,
     /// Process id of each server, in the order of `--server`, for resident memory (VmRSS).
     #[arg(long, value_delimiter = ',', required = true)]

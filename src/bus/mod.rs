@@ -28,6 +28,9 @@ pub enum Target {
     Group { users: Vec<UserId> },
     /// Every user's `private-group.message.{id}` (the "All" group), without listing them.
     EveryGroupChannel,
+    /// Not an event: every socket of this user (on its own channels or present as it) is closed
+    /// with 4009, after its credentials were revoked (logout).
+    SignOut { user: UserId },
 }
 
 /// One event for many sockets, encoded once for all of them.

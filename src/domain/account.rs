@@ -10,8 +10,12 @@ impl Email {
     /// # Errors
     /// `invalid_email` when the address is empty, too long or not of the form `local@domain.tld`.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let e = raw.trim().to_lowercase();
         let bad = || Invalid::new("invalid_email", "email must look like name@example.com");
+        // Bounded before anything is copied: a 64 KiB "e-mail" is refused, not lower-cased.
+        if raw.len() > 4 * 254 {
+            return Err(bad());
+        }
+        let e = raw.trim().to_lowercase();
         if e.is_empty() || e.len() > 254 || e.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
@@ -45,11 +49,11 @@ impl UserName {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let n = raw.trim();
         let count = n.chars().count();
-        if count == 0 || count > Self::MAX_CHARS || n.chars().any(char::is_control) {
+        if count == 0 || count > Self::MAX_CHARS || n.chars().any(|c| c.is_control() || is_invisible(c)) {
             return Err(Invalid::new(
                 "invalid_name",
                 format!(
-                    "name must be 1 to {} characters, without control characters",
+                    "name must be 1 to {} characters, without control, zero-width or direction characters",
                     Self::MAX_CHARS
                 ),
             ));
@@ -60,6 +64,22 @@ impl UserName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// What names are unique by and looked up by: the lower-case form, compared byte for byte
+    /// on both backends.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+/// Characters that show nothing or reorder what follows (Unicode format characters): in a name
+/// they make `ann` and `a\u{200B}nn` two people, or turn a name around on screen.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
 }
 
 /// A password as typed: 8 to 128 characters (the upper bound keeps hashing cost bounded).
@@ -127,6 +147,16 @@ mod tests {
         assert!(UserName::parse(&"é".repeat(40)).is_ok());
         assert!(UserName::parse(&"é".repeat(41)).is_err());
         assert!(UserName::parse("a\u{7}b").is_err());
+        for hidden in [
+            "a\u{200B}nn",
+            "\u{202E}nna",
+            "ann\u{2066}",
+            "\u{FEFF}ann",
+            "a\u{00AD}nn",
+        ] {
+            assert!(UserName::parse(hidden).is_err(), "{hidden:?}");
+        }
+        assert!(UserName::parse("Zoë 🙂").is_ok(), "ordinary letters and emoji are fine");
     }
 
     #[test]

@@ -66,6 +66,17 @@ impl ChannelName {
                 format!("channel names are 1 to {MAX_CHANNEL_LEN} characters of A-Z a-z 0-9 _ - = @ , . ;"),
             ));
         }
+        // A user's own channel has one spelling: `private-individual.message.01` would otherwise
+        // be signed and subscribed beside `…1`, and unsubscribing one would remove the other.
+        let own_id = raw
+            .strip_prefix(INDIVIDUAL_PREFIX)
+            .or_else(|| raw.strip_prefix(GROUP_PREFIX));
+        if own_id.is_some_and(|id| id.parse::<UserId>().is_err()) {
+            return Err(Invalid::new(
+                "invalid_channel",
+                "a user's channel ends in that user's id, written without leading zeros",
+            ));
+        }
         let kind = match raw {
             r if r.starts_with("private-encrypted-") => ChannelKind::PrivateEncrypted,
             r if r.starts_with("presence-") => ChannelKind::Presence,
@@ -152,9 +163,16 @@ mod tests {
             Some(UserChannel::Individual(UserId(7)))
         );
         assert_eq!(c("private-group.message.12"), Some(UserChannel::Group(UserId(12))));
-        assert_eq!(c("private-group.message.0"), None);
-        assert_eq!(c("private-group.message.1x"), None);
         assert_eq!(c("private-other"), None);
+        for alias in [
+            "private-group.message.0",
+            "private-group.message.1x",
+            "private-individual.message.01",
+            "private-group.message.007",
+            "private-individual.message.",
+        ] {
+            assert!(ChannelName::parse(alias).is_err(), "{alias:?} is refused");
+        }
         let name: ChannelName = UserChannel::Group(UserId(3)).into();
         assert_eq!(name.as_str(), "private-group.message.3");
         assert_eq!(name.user_channel(), Some(UserChannel::Group(UserId(3))));

@@ -20,10 +20,12 @@ macro_rules! id_type {
 
         impl FromStr for $name {
             type Err = ();
-            /// Accepts a positive decimal id, as it appears in paths and channel names.
+            /// Accepts a positive decimal id in its one canonical spelling (no sign, no leading
+            /// zero), as it appears in paths and channel names: `01` is not another name of `1`.
             fn from_str(s: &str) -> Result<Self, ()> {
+                let canonical = s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
                 match s.parse::<i64>() {
-                    Ok(n) if n > 0 && !s.starts_with('+') => Ok(Self(n)),
+                    Ok(n) if n > 0 && canonical => Ok(Self(n)),
                     _ => Err(()),
                 }
             }
@@ -60,6 +62,9 @@ mod tests {
         assert!("-3".parse::<UserId>().is_err());
         assert!("+3".parse::<UserId>().is_err());
         assert!("3a".parse::<UserId>().is_err());
+        assert!("01".parse::<UserId>().is_err(), "one spelling per id");
+        assert!("007".parse::<GroupId>().is_err());
+        assert!(" 1".parse::<UserId>().is_err());
         assert!("99999999999999999999".parse::<UserId>().is_err());
     }
 }

@@ -24,9 +24,9 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The caller, if it is an admin: 401 when not signed in, 403 otherwise.
-fn admin(state: &AppState, caller: Option<CurrentUser>) -> Result<CurrentUser, ApiError> {
+fn admin(caller: Option<CurrentUser>) -> Result<CurrentUser, ApiError> {
     let caller = caller.ok_or(ApiError::Unauthenticated)?;
-    if !state.config.is_admin(&caller.user.email) {
+    if !caller.user.is_admin {
         return Err(ApiError::forbidden("not_admin", "this is for administrators only"));
     }
     Ok(caller)
@@ -34,8 +34,8 @@ fn admin(state: &AppState, caller: Option<CurrentUser>) -> Result<CurrentUser, A
 
 /// `GET /admin`: the admin page; a short HTML page with the status for everyone else (this is
 /// opened in a browser, where a JSON error would read poorly).
-async fn page(State(state): State<AppState>, caller: Option<CurrentUser>) -> Response {
-    let refusal = match admin(&state, caller) {
+async fn page(caller: Option<CurrentUser>) -> Response {
+    let refusal = match admin(caller) {
         Ok(_) => return super::static_files::file("admin.html").await,
         Err(ApiError::Unauthenticated) => (
             StatusCode::UNAUTHORIZED,
@@ -56,7 +56,7 @@ async fn page(State(state): State<AppState>, caller: Option<CurrentUser>) -> Res
 /// `GET /api/admin/presence` → `{online: [{user_id, name, connections, since}], count}`.
 #[utoipa::path(get, path = "/api/admin/presence", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "{online, count}"), (status = 401, description = "not signed in"), (status = 403, description = "not an admin")))]
 async fn presence(State(state): State<AppState>, caller: Option<CurrentUser>) -> Result<Json<Value>, ApiError> {
-    admin(&state, caller)?;
+    admin(caller)?;
     let channel = ChannelName::parse(ONLINE).expect("a valid channel name");
     let mut online: Vec<Value> = state
         .ws
@@ -80,7 +80,7 @@ async fn presence(State(state): State<AppState>, caller: Option<CurrentUser>) ->
 /// `GET /api/admin/stats` → `{connections, messages_per_second, queue_depth, uptime_seconds, long_polls}`.
 #[utoipa::path(get, path = "/api/admin/stats", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "live figures"), (status = 401, description = "not signed in"), (status = 403, description = "not an admin")))]
 async fn stats(State(state): State<AppState>, caller: Option<CurrentUser>) -> Result<Json<Value>, ApiError> {
-    admin(&state, caller)?;
+    admin(caller)?;
     let hub = state.ws.hub.stats();
     let (db_connections, db_connections_idle) = state.store.pool_usage();
     let queue_depth = match state.queue.depth().await {

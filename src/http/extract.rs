@@ -22,8 +22,9 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
     }
 }
 
-/// Session key holding the signed-in user's id.
-pub const SESSION_USER_KEY: &str = "user_id";
+pub use crate::store::SESSION_USER_KEY;
+/// Session key holding the hash of the bearer token issued with the session, revoked with it.
+pub const SESSION_TOKEN_KEY: &str = "token_hash";
 
 /// How the caller proved who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,9 @@ impl CurrentUser {
     async fn resolve(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, ApiError> {
         if let Some(token) = bearer(&parts.headers) {
             let hash = token_hash(token);
-            return match state.store.user_by_token(&hash).await? {
+            let issued_after = chrono::Utc::now()
+                - chrono::Duration::from_std(state.config.token_ttl).unwrap_or(chrono::Duration::MAX);
+            return match state.store.user_by_token(&hash, issued_after).await? {
                 Some(user) => Ok(Some(Self {
                     user,
                     credential: Credential::Bearer(hash),

@@ -11,10 +11,10 @@ pub mod messages;
 pub mod notifications;
 pub mod openapi;
 pub mod origin;
+pub mod passwords;
 pub mod people;
 pub mod pusher_api;
 pub mod static_files;
-pub mod throttle;
 
 use axum::{Router, extract::DefaultBodyLimit, routing::get};
 use tower_http::trace::TraceLayer;

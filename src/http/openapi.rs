@@ -13,7 +13,7 @@ use super::{accounts, admin, broadcasting_auth, conversations, groups, messages,
     info(title = "chatbox", description = "Real-time chat and Pusher-protocol broadcast server: the REST API. \
         Errors are {\"error\": {\"code\", \"message\"}}. Authenticate with the session cookie from login, or a bearer token."),
     paths(
-        accounts::register, accounts::login, accounts::logout, accounts::me,
+        accounts::register, accounts::login, accounts::logout, accounts::logout_everywhere, accounts::me,
         messages::send_to_user, messages::user_history, messages::send_to_group, messages::group_history,
         messages::read_user, messages::read_group, messages::acknowledge,
         conversations::list,

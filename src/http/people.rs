@@ -73,7 +73,7 @@ async fn show(
         .user(path_id(&id, "user")?)
         .await?
         .ok_or(ApiError::NotFound("user"))?;
-    Ok(Json(json!({ "user": UserView::of(&user, Some(&caller.user), &state) })))
+    Ok(Json(json!({ "user": UserView::of(&user, Some(&caller.user)) })))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

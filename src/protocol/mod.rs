@@ -12,6 +12,9 @@ pub use socket_id::SocketId;
 
 /// Largest text frame a client may send (Pusher's 10 KB message limit).
 pub const MAX_CLIENT_MESSAGE: usize = 10 * 1024;
+/// Largest `data` of a client event: whispers ("typing", cursor positions) are tiny, and every
+/// byte is copied to every member of the channel.
+pub const MAX_CLIENT_EVENT_DATA: usize = 2 * 1024;
 
 /// Everything that makes the server refuse a frame or close a connection. Each maps to exactly
 /// one Pusher code and says whether the connection closes.
@@ -43,6 +46,10 @@ pub enum ProtocolError {
     Flooding,
     #[error("Client events are only allowed on private and presence channels the client is subscribed to")]
     ClientEventRefused,
+    #[error("Client event data larger than 2 KB rejected")]
+    ClientEventTooLarge,
+    #[error("Signed out: the credentials this connection was authorised with were revoked")]
+    SignedOut,
 }
 
 /// What a client should do after being closed with a code (PROTOCOL.md §1.3).
@@ -75,6 +82,8 @@ impl ProtocolError {
             Self::RateLimited => (4301, Reconnect::NotClosed),
             Self::Flooding => (4301, Reconnect::NotClosed),
             Self::ClientEventRefused => (4301, Reconnect::NotClosed),
+            Self::ClientEventTooLarge => (4301, Reconnect::NotClosed),
+            Self::SignedOut => (4009, Reconnect::Never),
         }
     }
 
@@ -104,6 +113,8 @@ mod tests {
             ProtocolError::RateLimited,
             ProtocolError::Flooding,
             ProtocolError::ClientEventRefused,
+            ProtocolError::ClientEventTooLarge,
+            ProtocolError::SignedOut,
         ] {
             let (code, class) = e.code();
             let expected = match code {

@@ -215,7 +215,7 @@ impl Store {
     /// Database errors.
     pub async fn people(&self) -> Result<Vec<Person>, StoreError> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_as("SELECT id, name FROM users ORDER BY name").fetch_all(pool).await?
+            sqlx::query_as("SELECT id, name FROM users ORDER BY name_key").fetch_all(pool).await?
         }))
     }
 
@@ -225,8 +225,8 @@ impl Store {
     /// Database errors.
     pub async fn search_people(&self, prefix: &str, limit: u32) -> Result<Vec<Person>, StoreError> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_as("SELECT id, name FROM users WHERE name LIKE ? ESCAPE '!' ORDER BY name LIMIT ?")
-                .bind(like_prefix(prefix))
+            sqlx::query_as("SELECT id, name FROM users WHERE name_key LIKE ? ESCAPE '!' ORDER BY name_key LIMIT ?")
+                .bind(like_prefix(&prefix.to_lowercase()))
                 .bind(i64::from(limit))
                 .fetch_all(pool)
                 .await?
@@ -256,13 +256,13 @@ impl Store {
         }))
     }
 
-    /// The user with this name (case-insensitive), if any.
+    /// The user with this name (case-insensitive: by [`crate::domain::UserName::key`]), if any.
     ///
     /// # Errors
     /// Database errors.
     pub async fn person_named(&self, name: &str) -> Result<Option<Person>, StoreError> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_as("SELECT id, name FROM users WHERE name = ?").bind(name).fetch_optional(pool).await?
+            sqlx::query_as("SELECT id, name FROM users WHERE name_key = ?").bind(name.to_lowercase()).fetch_optional(pool).await?
         }))
     }
 
@@ -273,7 +273,7 @@ impl Store {
     pub async fn friends(&self, me: UserId) -> Result<Vec<Person>, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT u.id, u.name FROM friends f JOIN users u ON u.id = f.friend_id WHERE f.user_id = ? ORDER BY u.name",
+                "SELECT u.id, u.name FROM friends f JOIN users u ON u.id = f.friend_id WHERE f.user_id = ? ORDER BY u.name_key",
             )
             .bind(me)
             .fetch_all(pool)

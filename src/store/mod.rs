@@ -20,11 +20,12 @@ use sqlx::{MySqlPool, SqlitePool};
 
 use crate::config::{Config, DatabaseKind};
 
-pub use accounts::User;
+pub use accounts::{AccountRef, User};
 pub use chat::{Conversation, EventRow, Page, Person, Stream, conversation_key};
 pub use cursors::Cursor;
 pub use groups::Group;
 pub use messages::{Destination, Inserted, Message, Sender};
+pub use sessions::SESSION_USER_KEY;
 
 /// Handle to the database; cheap to clone (a pool handle).
 #[derive(Clone, Debug)]

@@ -12,6 +12,9 @@ use tower_sessions::{
 
 use super::{Store, StoreError, dialect, is_unique_violation, on_pool};
 
+/// Session key holding the signed-in user's id; also kept in the `user_id` column.
+pub const SESSION_USER_KEY: &str = "user_id";
+
 fn backend(e: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }
@@ -35,17 +38,19 @@ impl Store {
 
     async fn insert_session(&self, record: &Record, upsert: bool) -> Result<(), sqlx::Error> {
         let data = serde_json::to_vec(record).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        // The signed-in user, in a column of its own so "sign out everywhere" can find them all.
+        let user = record.data.get(SESSION_USER_KEY).and_then(serde_json::Value::as_i64);
         let sql = match upsert {
-            false => "INSERT INTO sessions (id, data, expiry_date) VALUES (?, ?, ?)",
+            false => "INSERT INTO sessions (id, data, expiry_date, user_id) VALUES (?, ?, ?, ?)",
             true => dialect!(self,
-                mysql: "INSERT INTO sessions (id, data, expiry_date) VALUES (?, ?, ?) \
-                        ON DUPLICATE KEY UPDATE data = VALUES(data), expiry_date = VALUES(expiry_date)",
-                sqlite: "INSERT INTO sessions (id, data, expiry_date) VALUES (?, ?, ?) \
-                         ON CONFLICT (id) DO UPDATE SET data = excluded.data, expiry_date = excluded.expiry_date",
+                mysql: "INSERT INTO sessions (id, data, expiry_date, user_id) VALUES (?, ?, ?, ?) \
+                        ON DUPLICATE KEY UPDATE data = VALUES(data), expiry_date = VALUES(expiry_date), user_id = VALUES(user_id)",
+                sqlite: "INSERT INTO sessions (id, data, expiry_date, user_id) VALUES (?, ?, ?, ?) \
+                         ON CONFLICT (id) DO UPDATE SET data = excluded.data, expiry_date = excluded.expiry_date, user_id = excluded.user_id",
             ),
         };
         on_pool!(self, pool => {
-            sqlx::query(sql).bind(record.id.to_string()).bind(data).bind(expiry(record)).execute(pool).await.map(drop)?
+            sqlx::query(sql).bind(record.id.to_string()).bind(data).bind(expiry(record)).bind(user).execute(pool).await.map(drop)?
         });
         Ok(())
     }

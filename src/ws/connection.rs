@@ -19,7 +19,8 @@ use super::{
 use crate::{
     bus::{Broadcast, Target},
     domain::{ChannelKind, ChannelName, MessageId, UserChannel},
-    protocol::{ClientFrame, ProtocolError, SocketId, auth, decode, frames},
+    limits,
+    protocol::{ClientFrame, MAX_CLIENT_EVENT_DATA, ProtocolError, SocketId, auth, decode, frames},
     store::{Cursor, Stream},
     worker::{GROUP_EVENT, INDIVIDUAL_EVENT},
 };
@@ -38,6 +39,11 @@ const WRITE_BATCH: usize = 64;
 const MAX_USER_INFO: usize = 1024;
 /// Backlog messages read from the store per query.
 const BACKLOG_PAGE: u32 = 500;
+/// Most backlog messages one subscription writes (20 pages): a user away for long gets the
+/// newest after acknowledging these and subscribing again, and the whole history over HTTP.
+/// Subscriptions that read a backlog are themselves limited per user
+/// ([`limits::OWN_CHANNEL_SUBSCRIBES_PER_USER`]).
+const BACKLOG_MAX: usize = 10_000;
 /// Message ids remembered per connection to drop repeats (backlog/live seam, redelivered jobs).
 /// Repeats come from the newest messages, so the oldest ids are forgotten first.
 const SEEN_IDS: usize = 4096;
@@ -82,6 +88,7 @@ pub async fn serve(socket: WebSocket, ctx: WsContext, ip: std::net::IpAddr) {
         outbox,
         session: Session::default(),
         seen: BTreeSet::new(),
+        closing: None,
         ctx,
     };
     tracing::debug!(socket = %conn.id, "connected");
@@ -105,6 +112,8 @@ struct Connection {
     session: Session,
     /// Ids of messages this connection delivered (bounded, see [`SEEN_IDS`]).
     seen: BTreeSet<MessageId>,
+    /// Set when the hub asked this connection to close ([`Outgoing::Close`]).
+    closing: Option<ProtocolError>,
     ctx: WsContext,
 }
 
@@ -128,7 +137,11 @@ impl Connection {
                 biased;
                 _ = &mut cancelled => return Some(ProtocolError::ShuttingDown),
                 _ = &mut evicted => return Some(ProtocolError::SlowClient),
-                out = reader.recv() => Box::pin(self.drain(out, reader)).await.ok()?,
+                out = reader.recv() => {
+                    if Box::pin(self.drain(out, reader)).await.is_err() {
+                        return self.closing.take();
+                    }
+                }
                 msg = self.socket.recv() => {
                     let Some(Ok(msg)) = msg else { return None };
                     last_heard = Instant::now();
@@ -187,6 +200,10 @@ impl Connection {
                         self.feed(frame).await?;
                         batched += 1;
                     }
+                }
+                Outgoing::Close(e) => {
+                    self.closing = Some(e);
+                    return Err(());
                 }
                 Outgoing::CatchUp { after } => {
                     let own: Vec<UserChannel> = self
@@ -277,13 +294,28 @@ impl Connection {
                 let why = "channel_data must be {\"user_id\": …, \"user_info\": {…}} under 1 KB";
                 return self.write(frames::subscription_error(raw, 400, why)).await;
             };
+            self.session.identity.get_or_insert_with(|| user.clone());
             let members = self.ctx.hub.join_presence(&channel, self.id, &self.outbox, &user, info);
             self.session.subscriptions.insert(channel, Some(user));
             return self.write(frames::subscription_succeeded(raw, Some(&members))).await;
         }
+        let own = channel.user_channel();
+        if let Some(uc) = own {
+            // Each such subscription reads a backlog from the store.
+            let key = uc.user().to_string();
+            if let Err(wait) = self
+                .ctx
+                .limits
+                .hit(&limits::OWN_CHANNEL_SUBSCRIBES_PER_USER, &key)
+                .await
+            {
+                let why = format!("too many subscriptions to your own channels: retry in {} s", wait.0);
+                return self.write(frames::subscription_error(raw, 429, &why)).await;
+            }
+            self.session.identity.get_or_insert(key);
+        }
         self.write(frames::subscription_succeeded(raw, None)).await?;
         self.ctx.hub.subscribe(&channel, self.id, &self.outbox);
-        let own = channel.user_channel();
         self.session.subscriptions.insert(channel, None);
         match own {
             Some(uc) => self.send_backlog(uc, 0).await,
@@ -339,6 +371,7 @@ impl Connection {
             }
         };
         let mut sent = 0usize;
+        let mut read = 0usize;
         loop {
             let page = match store.messages_after(user, stream, after, BACKLOG_PAGE, false).await {
                 Ok(p) => p,
@@ -348,6 +381,7 @@ impl Connection {
                 }
             };
             let full = page.len() == BACKLOG_PAGE as usize;
+            read += page.len();
             for message in page {
                 after = message.id.0;
                 if self.first_time(message.id) {
@@ -359,6 +393,10 @@ impl Connection {
             }
             self.flush().await?;
             if !full {
+                break;
+            }
+            if read >= BACKLOG_MAX {
+                tracing::info!(socket = %self.id, channel = %name, messages = read, "backlog cut at its bound; the rest follows the next subscription");
                 break;
             }
         }
@@ -376,7 +414,26 @@ impl Connection {
         let Some(user_id) = subscribed else {
             return self.write(frames::error(&ProtocolError::ClientEventRefused)).await;
         };
+        if data.len() > MAX_CLIENT_EVENT_DATA {
+            return self.write(frames::error(&ProtocolError::ClientEventTooLarge)).await;
+        }
         if !self.session.allow_client_event() {
+            return self.write(frames::error(&ProtocolError::RateLimited)).await;
+        }
+        // Per user over all its sockets (cluster-wide with Redis); a socket that proved no user
+        // counts alone.
+        let key = self
+            .session
+            .identity
+            .clone()
+            .unwrap_or_else(|| format!("socket:{}", self.id));
+        if self
+            .ctx
+            .limits
+            .hit(&limits::CLIENT_EVENTS_PER_USER, &key)
+            .await
+            .is_err()
+        {
             return self.write(frames::error(&ProtocolError::RateLimited)).await;
         }
         let b = Broadcast {

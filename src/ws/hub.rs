@@ -17,7 +17,7 @@ use super::waiters::Waiters;
 use crate::{
     bus::{Broadcast, Target},
     domain::{ChannelName, MessageId, UserChannel},
-    protocol::{SocketId, frames},
+    protocol::{ProtocolError, SocketId, frames},
 };
 
 /// What the hub queues for one socket.
@@ -32,6 +32,8 @@ pub enum Outgoing {
     /// Live events may have been missed (the bus was cut): re-read the socket's own channels from
     /// the store, from after this message id.
     CatchUp { after: i64 },
+    /// Close the connection with this error (its user signed out).
+    Close(ProtocolError),
 }
 
 /// One socket's bounded outbox, shared by its senders ([`Outbox`]) and its connection task
@@ -141,6 +143,9 @@ struct Inner {
     user_channels: HashMap<UserChannel, Sockets>,
     /// Presence channel → user id → member.
     presence: HashMap<ChannelName, HashMap<String, Member>>,
+    /// User id → the sockets present as that user on any presence channel (to close them when
+    /// the user signs out).
+    present_sockets: HashMap<String, Sockets>,
     sockets: usize,
     /// Open connections per client address.
     per_ip: HashMap<IpAddr, u32>,
@@ -233,6 +238,12 @@ impl Hub {
             None => remove_socket(&mut inner.channels, channel.clone(), socket),
         }
         let Some(user) = presence_user else { return };
+        if let Entry::Occupied(mut e) = inner.present_sockets.entry(user.to_owned()) {
+            e.get_mut().remove(&socket);
+            if e.get().is_empty() {
+                e.remove();
+            }
+        }
         let Some(members) = inner.presence.get_mut(channel) else {
             return;
         };
@@ -290,6 +301,11 @@ impl Hub {
             subscribers.values().for_each(|o| o.send(frame.clone(), None));
         }
         subscribers.insert(socket, outbox.clone());
+        inner
+            .present_sockets
+            .entry(user.to_owned())
+            .or_default()
+            .insert(socket, outbox.clone());
         list
     }
 
@@ -322,6 +338,7 @@ impl Hub {
             Target::Individual { users } | Target::Group { users } => self.waiters.wake(users),
             Target::EveryGroupChannel => self.waiters.wake_all(),
             Target::Channel { .. } => {}
+            Target::SignOut { user } => return self.sign_out(*user),
         }
         let inner = self.read();
         let deliver = |channel: &str, sockets: &Sockets| {
@@ -364,6 +381,28 @@ impl Hub {
                     }
                 }
             }
+            Target::SignOut { .. } => {}
+        }
+    }
+
+    /// Closes every local socket of `user` with 4009: those on its own channels and those
+    /// present as it. Each is told once; it leaves its channels as it closes.
+    fn sign_out(&self, user: crate::domain::UserId) {
+        let inner = self.read();
+        let own = [UserChannel::Individual(user), UserChannel::Group(user)]
+            .into_iter()
+            .filter_map(|uc| inner.user_channels.get(&uc));
+        let present = inner.present_sockets.get(&user.to_string());
+        let mut told = std::collections::HashSet::new();
+        for sockets in own.chain(present) {
+            for (id, outbox) in sockets {
+                if told.insert(*id) {
+                    outbox.queue(Outgoing::Close(ProtocolError::SignedOut));
+                }
+            }
+        }
+        if !told.is_empty() {
+            tracing::info!(user_id = %user, sockets = told.len(), "signed out: sockets closed");
         }
     }
 }

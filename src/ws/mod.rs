@@ -43,6 +43,8 @@ pub struct WsContext {
     pub bus: Bus,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
+    /// Per-user limits on client events and on subscriptions that read a backlog.
+    pub limits: Arc<crate::limits::Limiter>,
 }
 
 /// `GET /app/{key}`: upgrade, then either serve the socket or close it with the handshake error.

@@ -42,6 +42,9 @@ impl Window {
 pub struct Session {
     /// Subscribed channel → the user id it is present as (presence channels only).
     pub subscriptions: HashMap<ChannelName, Option<String>>,
+    /// The first user this connection proved to be (a signed subscription to its own channel,
+    /// or presence `channel_data`): whom its client events count against.
+    pub identity: Option<String>,
     client_events: Window,
     frames: Window,
 }

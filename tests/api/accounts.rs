@@ -3,7 +3,7 @@
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, backend_tests, error_code, new_client, settings};
+use crate::helpers::{Backend, TestApp, TestUser, backend_tests, chatbox_cli, error_code, new_client, settings};
 
 async fn register_then_me_with_token_and_with_cookie(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -359,16 +359,37 @@ async fn sessions_survive_a_restart(backend: Backend) {
     );
 }
 
-async fn admin_emails_make_admins(backend: Backend) {
+/// Admin rights come from an operator (`chatbox admin grant`), never from registering an address
+/// (on the previous main, registering an `ADMIN_EMAILS` address first made anyone admin).
+async fn admin_rights_are_granted_by_the_operator_only(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let res = app
-        .post(
-            "/api/register",
-            json!({"name": "root", "email": "Admin@example.com", "password": "password-root"}),
-        )
-        .await;
-    let body: Value = res.json().await.unwrap();
+    let boss = app.user("boss").await;
+    let me = |u: &TestUser| u.client.get(app.url("/api/me")).bearer_auth(&u.token).send();
+    let body: Value = me(&boss).await.unwrap().json().await.unwrap();
+    assert_eq!(body["user"]["is_admin"], false, "registering makes nobody admin");
+    let stats = || {
+        boss.client
+            .get(app.url("/api/admin/stats"))
+            .bearer_auth(&boss.token)
+            .send()
+    };
+    assert_eq!(stats().await.unwrap().status(), StatusCode::FORBIDDEN);
+
+    let out = chatbox_cli(app.db(), &["admin", "grant", "Boss@Example.com"]);
+    assert!(out.contains("is now an admin"), "{out}");
+    let body: Value = me(&boss).await.unwrap().json().await.unwrap();
     assert_eq!(body["user"]["is_admin"], true);
+    assert_eq!(stats().await.unwrap().status(), StatusCode::OK);
+    let list = chatbox_cli(app.db(), &["admin", "list"]);
+    assert!(list.contains("boss@example.com"), "{list}");
+
+    chatbox_cli(app.db(), &["admin", "revoke", &boss.id.to_string()]);
+    assert_eq!(
+        stats().await.unwrap().status(),
+        StatusCode::FORBIDDEN,
+        "revoked at once"
+    );
+    assert!(chatbox_cli(app.db(), &["admin", "list"]).contains("no admins"));
 }
 
 backend_tests!(
@@ -383,5 +404,5 @@ backend_tests!(
     logout_ends_the_session_and_revokes_the_token,
     cross_site_cookie_writes_are_refused,
     sessions_survive_a_restart,
-    admin_emails_make_admins,
+    admin_rights_are_granted_by_the_operator_only,
 );

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Backend, TestApp, TestUser, backend_tests, error_code},
+    helpers::{Backend, TEST_SECRET, TestApp, TestUser, backend_tests, error_code},
     pusher::PusherClient,
 };
 
@@ -230,9 +230,20 @@ async fn auth_endpoint_signs_own_channels_only(backend: Backend) {
     let signed: Value = res.json().await.unwrap();
     let data: Value = serde_json::from_str(signed["channel_data"].as_str().unwrap()).unwrap();
     assert_eq!(data, json!({"user_id": a.id, "user_info": {"id": a.id, "name": "ann"}}));
-    for channel in ["private-other", "presence-elsewhere", "private-individual.message.x"] {
+    for channel in ["private-other", "presence-elsewhere"] {
         let res = auth(&a, channel.into(), false).await.unwrap();
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{channel}");
+    }
+    for bad in [
+        "private-individual.message.x",
+        &format!("private-individual.message.0{}", a.id),
+    ] {
+        let res = auth(&a, bad.to_owned(), false).await.unwrap();
+        assert_eq!(
+            error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await,
+            "invalid_channel",
+            "{bad}"
+        );
     }
     let res = auth(&a, "bad channel".into(), false).await.unwrap();
     assert_eq!(
@@ -380,7 +391,7 @@ async fn the_pusher_http_api_triggers_events_for_signed_requests_only(backend: B
     let event = json!({ "name": "server-note", "channel": b_channel, "data": "{\"n\":0}" });
     let res = trigger(&app, "/apps/test-app/events", &event, "not-the-secret").await;
     assert_eq!(error_code(res, StatusCode::UNAUTHORIZED).await, "invalid_signature");
-    let res = trigger(&app, "/apps/other-app/events", &event, "test-secret").await;
+    let res = trigger(&app, "/apps/other-app/events", &event, TEST_SECRET).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     b_socket.expect_no_event(QUIET).await;
 
@@ -391,7 +402,7 @@ async fn the_pusher_http_api_triggers_events_for_signed_requests_only(backend: B
         "data": "{\"n\":1}",
         "socket_id": a_socket.socket_id,
     });
-    let res = trigger(&app, "/apps/test-app/events", &event, "test-secret").await;
+    let res = trigger(&app, "/apps/test-app/events", &event, TEST_SECRET).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.json::<Value>().await.unwrap(), json!({}));
     let got = b_socket.expect("server-note").await;
@@ -407,16 +418,16 @@ async fn the_pusher_http_api_triggers_events_for_signed_requests_only(backend: B
         { "name": "server-note", "channel": "news", "data": "{\"n\":2}" },
         { "name": "server-note", "channel": "bad channel!", "data": "{}" },
     ]});
-    let res = trigger(&app, "/apps/test-app/batch_events", &bad, "test-secret").await;
+    let res = trigger(&app, "/apps/test-app/batch_events", &bad, TEST_SECRET).await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let too_big = json!({ "name": "server-note", "channel": "news", "data": "x".repeat(10 * 1024 + 1) });
-    let res = trigger(&app, "/apps/test-app/events", &too_big, "test-secret").await;
+    let res = trigger(&app, "/apps/test-app/events", &too_big, TEST_SECRET).await;
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let good = json!({ "batch": [
         { "name": "first", "channel": "news", "data": "{}" },
         { "name": "second", "channel": "news", "data": "{}" },
     ]});
-    let res = trigger(&app, "/apps/test-app/batch_events", &good, "test-secret").await;
+    let res = trigger(&app, "/apps/test-app/batch_events", &good, TEST_SECRET).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(public.next().await.event, "first", "the rejected batch sent nothing");
     assert_eq!(public.next().await.event, "second");

@@ -227,7 +227,7 @@ async fn a_thousand_long_polls_hold_no_thread_or_connection_each(backend: Backen
     // 1,000 polls and the server's side of them are 2,000 sockets in this one process.
     rlimit::increase_nofile_limit(u64::MAX).expect("raise the open-files limit");
     let app = TestApp::spawn(backend).await;
-    let admin = app.user("admin").await;
+    let admin = app.admin("admin").await;
     let sender = app.user("sender").await;
     // Users straight through the store: 1,000 password hashes would dominate the test.
     let store = chatbox::store::Store::connect(

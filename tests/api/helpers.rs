@@ -154,6 +154,30 @@ fn rand_u64() -> u64 {
     RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
+/// The Pusher app secret test servers sign with.
+pub const TEST_SECRET: &str = "test-secret-5f0c1d2e3a4b5c6d7e8f9a0b1c2d3e4f";
+
+/// Runs `chatbox {args}` on `db` (as an operator would on the server's database) and returns its
+/// standard output; panics with its standard error when it fails.
+pub fn chatbox_cli(db: &TestDb, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatbox"))
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env_remove("REDIS_URL")
+        .env_remove("ADMIN_EMAILS")
+        .env_remove("PUSHER_APP_SECRET")
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run chatbox");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "chatbox {args:?} failed: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Settings as the command line would give them, for a test server on a random port.
 pub fn settings(db: &TestDb) -> Settings {
     Settings {
@@ -167,8 +191,9 @@ pub fn settings(db: &TestDb) -> Settings {
         bind: "127.0.0.1:0".into(),
         pusher_app_id: "test-app".into(),
         pusher_app_key: "test-key".into(),
-        pusher_app_secret: "test-secret".into(),
-        admin_emails: "admin@example.com".into(),
+        pusher_app_secret: Some(TEST_SECRET.into()),
+        admin_emails: None,
+        token_ttl_days: 30,
         allowed_origins: String::new(),
         cookie_secure: false,
         db_max_connections: 8,
@@ -176,6 +201,15 @@ pub fn settings(db: &TestDb) -> Settings {
         no_worker: false,
         queue_visibility_secs: 3,
         max_connections_per_ip: 1000,
+    }
+}
+
+impl TestApp {
+    /// Registers `name` like [`TestApp::user`] and makes it an admin with `chatbox admin grant`.
+    pub async fn admin(&self, name: &str) -> TestUser {
+        let user = self.user(name).await;
+        chatbox_cli(self.db(), &["admin", "grant", &format!("{name}@example.com")]);
+        user
     }
 }
 

@@ -450,6 +450,9 @@ describe('chatbox in the browser', () => {
   step('the admin sees who is online on /admin', async () => {
     const page = await openBrowserFor(admin, 'admin');
     await signUpInPage(admin);
+    assert.ok(await page.locator('#admin-link').isHidden(), 'signing up makes nobody admin');
+    assert.match(server.grantAdmin(admin.email), /is now an admin/);
+    await page.reload();
     await page.locator('#admin-link').waitFor();
     const [answer] = await Promise.all([
       page.waitForResponse((r) => new URL(r.url()).pathname === '/admin'),

@@ -13,13 +13,14 @@
 //                             `embedded`: the files built into the binary
 //   CHATBOX_E2E_LOG=1         copy the server's log lines to stderr
 
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
 
-import { REPO, startChatbox } from '../support/server.js';
+import { REPO, binaryPath, startChatbox } from '../support/server.js';
 
 export { REPO };
 
@@ -51,15 +52,16 @@ export function docsScreenshotDir() {
  * ../support/server.js). Call `stop()` when done.
  */
 export async function startServer() {
-  return startChatbox({
+  let databaseUrl;
+  const server = await startChatbox({
     tempPrefix: 'chatbox-e2e-',
     setup: (workDir) => {
+      databaseUrl = `sqlite://${path.join(workDir, 'chatbox.db')}`;
       const env = {
-        DATABASE_URL: `sqlite://${path.join(workDir, 'chatbox.db')}`,
-        ADMIN_EMAILS: ADMIN_EMAIL,
+        DATABASE_URL: databaseUrl,
         PUSHER_APP_ID: 'e2e-app',
         PUSHER_APP_KEY: 'e2e-key',
-        PUSHER_APP_SECRET: 'e2e-secret',
+        PUSHER_APP_SECRET: 'e2e-secret-2c4e6a8b0d1f3e5a7c9b1d3f5a7c9e0b',
       };
       // `disk`: the working tree's static/, so UI changes need no rebuild; `embedded`: the
       // files built into the binary.
@@ -73,6 +75,13 @@ export async function startServer() {
     },
     echoLog: process.env.CHATBOX_E2E_LOG === '1',
   });
+  /** Makes the account with this e-mail an admin, as an operator does: `chatbox admin grant`. */
+  server.grantAdmin = (email) =>
+    execFileSync(binaryPath(), ['admin', 'grant', email], {
+      env: { ...process.env, DATABASE_URL: databaseUrl, RUST_LOG: 'error' },
+      encoding: 'utf8',
+    });
+  return server;
 }
 
 /** Debian's Chromium, headless; playwright never downloads a browser here. */
