@@ -439,7 +439,46 @@ async fn invisible_characters_in_names_are_refused(backend: Backend) {
     assert_eq!(error_code(res, StatusCode::CONFLICT).await, "name_taken");
 }
 
+/// Item 4: with Redis, failed logins are counted for the cluster: guesses spread over two nodes
+/// get no more tries than on one.
+async fn the_login_throttle_is_cluster_wide(backend: Backend) {
+    if matches!(backend, Backend::Sqlite) {
+        return; // one node by design: its counts are the cluster's
+    }
+    let a = TestApp::spawn(backend).await;
+    let b = a.second_node().await;
+    a.user("dave").await;
+    for n in 0..10 {
+        let node = if n % 2 == 0 { &a } else { &b };
+        let res = node
+            .post("/api/login", json!({"email": "dave@example.com", "password": "guess-guess"}))
+            .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    for node in [&a, &b] {
+        let res = node
+            .post("/api/login", json!({"email": "dave@example.com", "password": "password-dave"}))
+            .await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "locked on every node");
+    }
+}
+
+/// Item 6: the production Redis configuration bounds a subscriber's output buffer (it was
+/// unlimited: a stalled node grew Redis without end).
+#[test]
+fn redis_conf_bounds_pubsub_buffers() {
+    let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/redis.conf")).unwrap();
+    let line = conf
+        .lines()
+        .find(|l| l.starts_with("client-output-buffer-limit pubsub"))
+        .expect("a pubsub output-buffer limit");
+    let limits: Vec<&str> = line.split_whitespace().skip(2).collect();
+    assert_eq!(limits.len(), 3, "{line}");
+    assert!(limits[0] != "0" && limits[1] != "0", "hard and soft limits are set: {line}");
+}
+
 backend_tests!(
+    the_login_throttle_is_cluster_wide,
     channel_ids_have_one_spelling,
     own_channel_resubscriptions_are_limited,
     client_events_are_limited_per_user_and_in_size,
