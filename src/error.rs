@@ -47,6 +47,10 @@ pub enum ApiError {
     /// 429: too many attempts; retry after that many seconds.
     #[error("too many attempts, retry in {retry_after} s")]
     Throttled { retry_after: u64 },
+    /// 429: the caller already has as many long polls waiting as one user may
+    /// ([`crate::ws::waiters::MAX_POLLS_PER_USER`]); one must end before another is held.
+    #[error("you already have {0} notification polls waiting; end one before starting another")]
+    TooManyPolls(usize),
     /// 503: the database is down or saturated.
     #[error("the store is unavailable, retry shortly")]
     StoreUnavailable(#[source] StoreError),
@@ -83,6 +87,7 @@ impl ApiError {
             Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::Invalid(i) => (StatusCode::UNPROCESSABLE_ENTITY, i.code),
             Self::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            Self::TooManyPolls(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_polls"),
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
