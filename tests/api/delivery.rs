@@ -72,6 +72,75 @@ async fn backlog_comes_first_in_order_then_live(backend: Backend) {
     again.expect_no_event(Duration::from_millis(400)).await;
 }
 
+async fn ack(app: &TestApp, user: &TestUser, body: Value) {
+    let res = call(app, user, reqwest::Method::POST, "/api/delivery/ack", Some(body)).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+}
+
+/// Subscribes to both of `user`'s own channels and returns what each sends before going quiet.
+async fn backlog_of(
+    app: &TestApp,
+    user: &TestUser,
+    individual: usize,
+    group: usize,
+) -> (Vec<(i64, bool)>, Vec<(i64, bool)>) {
+    let mut s = PusherClient::connect(app).await;
+    s.subscribe(app, &user.token, &format!("private-individual.message.{}", user.id))
+        .await;
+    let direct = collect(&mut s, individual).await;
+    s.subscribe(app, &user.token, &format!("private-group.message.{}", user.id))
+        .await;
+    let grouped = collect(&mut s, group).await;
+    s.expect_no_event(Duration::from_millis(300)).await;
+    (direct, grouped)
+}
+
+async fn acknowledging_the_future_does_not_turn_the_backlog_off(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (a, b) = (app.user("ann").await, app.user("ben").await);
+    send(&app, &a, &format!("/api/users/{}/messages", b.id), "before").await;
+    send(&app, &a, "/api/groups/1/messages", "before").await;
+    ack(
+        &app,
+        &b,
+        json!({"individual": 9_000_000_000_i64, "group": 9_000_000_000_i64}),
+    )
+    .await;
+    // Sent while Ben has no socket: backlog when he subscribes. What existed is acknowledged.
+    let direct = send(&app, &a, &format!("/api/users/{}/messages", b.id), "after").await;
+    let to_all = send(&app, &a, "/api/groups/1/messages", "after").await;
+    let (got_direct, got_group) = backlog_of(&app, &b, 1, 1).await;
+    assert_eq!(got_direct, [(direct, true)]);
+    assert_eq!(got_group, [(to_all, true)]);
+}
+
+async fn acknowledging_someone_elses_message_keeps_ones_own(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (a, b, c) = (app.user("ann").await, app.user("ben").await, app.user("cat").await);
+    let res = call(
+        &app,
+        &a,
+        reqwest::Method::POST,
+        "/api/groups",
+        Some(json!({"name": "without ben", "member_ids": [c.id]})),
+    )
+    .await;
+    let gid = res.json::<Value>().await.unwrap()["group"]["id"].as_i64().unwrap();
+    let to_ben = format!("/api/users/{}/messages", b.id);
+    // Ben's messages on both streams, with somebody else's in between.
+    send(&app, &a, &to_ben, "one").await;
+    send(&app, &a, "/api/groups/1/messages", "one").await;
+    let to_cat = send(&app, &a, &format!("/api/users/{}/messages", c.id), "not for ben").await;
+    let in_other_group = send(&app, &a, &format!("/api/groups/{gid}/messages"), "not for ben").await;
+    let direct = send(&app, &a, &to_ben, "two").await;
+    let to_all = send(&app, &a, "/api/groups/1/messages", "two").await;
+    ack(&app, &b, json!({"individual": to_cat, "group": in_other_group})).await;
+    // What came before the foreign ids is acknowledged; Ben's later messages are still backlog.
+    let (got_direct, got_group) = backlog_of(&app, &b, 1, 1).await;
+    assert_eq!(got_direct, [(direct, true)]);
+    assert_eq!(got_group, [(to_all, true)]);
+}
+
 async fn no_gap_and_no_repeat_at_the_seam(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (a, b) = (app.user("ann").await, app.user("ben").await);
@@ -395,6 +464,8 @@ async fn only_notifications_wake_long_polls(backend: Backend) {
 
 backend_tests!(
     a_thousand_long_polls_hold_no_thread_or_connection_each,
+    acknowledging_someone_elses_message_keeps_ones_own,
+    acknowledging_the_future_does_not_turn_the_backlog_off,
     a_user_holds_at_most_four_polls,
     only_notifications_wake_long_polls,
     backlog_comes_first_in_order_then_live,
