@@ -448,7 +448,16 @@ mod tests {
             crate::worker::REMOVED_FROM_GROUP,
             Target::Group { users: seven() },
         ));
-        hub.dispatch(&broadcast("client-typing", Target::Individual { users: seven() }));
+        hub.dispatch(&broadcast(
+            crate::worker::TYPING_EVENT,
+            Target::Individual { users: seven() },
+        ));
+        hub.dispatch(&broadcast(
+            "client-typing",
+            Target::Channel {
+                channel: "presence-online".into(),
+            },
+        ));
         assert_eq!(hub.waiters.wakeups(), 0);
         hub.dispatch(&broadcast(INDIVIDUAL_EVENT, Target::Individual { users: seven() }));
         hub.dispatch(&broadcast(GROUP_EVENT, Target::EveryGroupChannel));

@@ -14,5 +14,6 @@ mod chat;
 mod delivery;
 mod faults;
 mod health;
+mod typing;
 mod worker;
 mod ws_protocol;
