@@ -50,6 +50,10 @@ pub enum ApiError {
     /// 503: the server is at a bound it keeps (password hashing); retry after that many seconds.
     #[error("the server is busy, retry in {retry_after} s")]
     Busy { retry_after: u64 },
+    /// 429: the caller already has as many long polls waiting as one user may
+    /// ([`crate::ws::waiters::MAX_POLLS_PER_USER`]); one must end before another is held.
+    #[error("you already have {0} notification polls waiting; end one before starting another")]
+    TooManyPolls(usize),
     /// 503: the database is down or saturated.
     #[error("the store is unavailable, retry shortly")]
     StoreUnavailable(#[source] StoreError),
@@ -87,6 +91,7 @@ impl ApiError {
             Self::Invalid(i) => (StatusCode::UNPROCESSABLE_ENTITY, i.code),
             Self::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             Self::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            Self::TooManyPolls(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_polls"),
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }

@@ -29,6 +29,9 @@ pub const REMOVED_FROM_GROUP: &str = "App\\Events\\RemovedFromGroup";
 pub const GROUP_UPDATED: &str = "App\\Events\\GroupUpdated";
 /// Someone signed up: `{user: {id, name}}`, to everyone.
 pub const USER_REGISTERED: &str = "App\\Events\\UserRegistered";
+/// Someone is typing to the user (`{from: {id, name}, to_user}`) or in one of its groups
+/// (`{from, group_id}`); published by `POST /api/typing`, not by the worker.
+pub const TYPING_EVENT: &str = "App\\Events\\Typing";
 
 /// Longest a blocking claim waits before the loop checks for shutdown again.
 const CLAIM_WAIT: Duration = Duration::from_secs(2);

@@ -285,6 +285,7 @@
           receiveMessage(e.message, 'individual', !!e.backlog);
         })
         .listen('UserRegistered', onUserRegistered)
+        .listen('Typing', onTyping)
         .error(function (err) {
           flash('Cannot subscribe to your messages (' + describeSubError(err) + ').');
         });
@@ -303,6 +304,7 @@
           onGroupUpdated(e.group);
         })
         .listen('UserRegistered', onUserRegistered)
+        .listen('Typing', onTyping)
         .error(function (err) {
           flash('Cannot subscribe to your group messages (' + describeSubError(err) + ').');
         });
@@ -325,7 +327,6 @@
           state.online.delete(Number(m.id));
           renderUsers();
         })
-        .listenForWhisper('typing', onTypingWhisper)
         .error(function (err) {
           flash('Cannot join the online list (' + describeSubError(err) + ').');
         });
@@ -854,50 +855,57 @@
 
   // ---------------------------------------------------------------- typing
 
+  // The server tells the people of the conversation, on their own private channels, and names
+  // the sender itself. "All" gets no typing indicator: it would go to everyone online.
   function sendTyping() {
-    if (!state || !state.current || !state.presence) return;
+    if (!state || !state.current) return;
+    var conv = state.convs.get(state.current);
+    if (conv && conv.is_all) return;
     var now = Date.now();
     if (now - state.lastTypingSent < TYPING_SEND_EVERY_MS) return;
     state.lastTypingSent = now;
     var k = parseKey(state.current);
-    var data = { from: state.me.id };
-    if (k.kind === 'user') data.to_user = k.id;
-    else data.to_group = k.id;
-    try {
-      state.presence.whisper('typing', data);
-    } catch (e) {
-      /* not subscribed yet */
-    }
+    var body = k.kind === 'user' ? { to_user: k.id } : { to_group: k.id };
+    api('POST', '/api/typing', body).catch(function () {
+      /* a lost typing indicator is not worth a message */
+    });
   }
 
-  var typingBy = new Map(); // user id -> timeout
+  var typingBy = new Map(); // user id -> {name, timer}
 
-  function onTypingWhisper(e) {
-    if (!state || !e || !state.current) return;
-    var from = Number(e.from);
+  // App\Events\Typing: {from: {id, name}, to_user} on the individual channel, or
+  // {from, group_id} on the group channel. Shown only in the open conversation.
+  function onTyping(e) {
+    if (!state || !e || !e.from || !state.current) return;
+    var from = Number(e.from.id);
     if (sameId(from, state.me.id)) return;
     var k = parseKey(state.current);
-    var matches = (k.kind === 'user' && e.to_user !== undefined && sameId(e.to_user, state.me.id) && sameId(k.id, from)) ||
-      (k.kind === 'group' && e.to_group !== undefined && sameId(e.to_group, k.id));
+    var matches = (k.kind === 'user' && e.to_user !== undefined && sameId(k.id, from)) ||
+      (k.kind === 'group' && e.group_id !== undefined && sameId(e.group_id, k.id));
     if (!matches) return;
-    clearTimeout(typingBy.get(from));
-    typingBy.set(from, setTimeout(function () { hideTyping(from); }, TYPING_SHOW_MS));
+    var shown = typingBy.get(from);
+    if (shown) clearTimeout(shown.timer);
+    typingBy.set(from, {
+      name: String(e.from.name || userName(from)),
+      timer: setTimeout(function () { hideTyping(from); }, TYPING_SHOW_MS),
+    });
     renderTyping();
   }
 
   function hideTyping(from) {
     if (from === undefined) {
-      typingBy.forEach(clearTimeout);
+      typingBy.forEach(function (t) { clearTimeout(t.timer); });
       typingBy.clear();
     } else {
-      clearTimeout(typingBy.get(Number(from)));
+      var shown = typingBy.get(Number(from));
+      if (shown) clearTimeout(shown.timer);
       typingBy.delete(Number(from));
     }
     renderTyping();
   }
 
   function renderTyping() {
-    var names = Array.from(typingBy.keys()).map(userName);
+    var names = Array.from(typingBy.values()).map(function (t) { return t.name; });
     var text = '';
     if (names.length === 1) text = names[0] + ' is typing…';
     else if (names.length > 1) text = names.join(', ') + ' are typing…';

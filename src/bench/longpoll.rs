@@ -19,7 +19,8 @@ pub struct LongpollArgs {
     #[arg(long, default_value_t = 1000)]
     pub polls: usize,
     /// Users the polls are spread over (each signs up: password hashing is deliberately slow).
-    #[arg(long, default_value_t = 50)]
+    /// The server holds at most 4 polls per user, so at least a quarter of `--polls`.
+    #[arg(long, default_value_t = 250)]
     pub users: usize,
     /// Process id of the server, to read its thread count while the polls wait.
     #[arg(long)]
@@ -28,6 +29,12 @@ pub struct LongpollArgs {
 
 pub async fn run(args: LongpollArgs) -> anyhow::Result<Report> {
     anyhow::ensure!(args.polls > 0 && args.users > 0, "--polls and --users must be positive");
+    let per_user = crate::ws::waiters::MAX_POLLS_PER_USER;
+    anyhow::ensure!(
+        args.polls <= args.users * per_user,
+        "the server holds at most {per_user} polls per user: give --users {} or more",
+        args.polls.div_ceil(per_user)
+    );
     let server = Server::new(&args.url);
     let mut users = Vec::with_capacity(args.users);
     for chunk in 0..args.users.div_ceil(8) {

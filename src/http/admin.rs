@@ -77,7 +77,8 @@ async fn presence(State(state): State<AppState>, caller: Option<CurrentUser>) ->
     Ok(Json(json!({ "online": online, "count": count })))
 }
 
-/// `GET /api/admin/stats` → `{connections, messages_per_second, queue_depth, uptime_seconds, long_polls}`.
+/// `GET /api/admin/stats` → `{connections, messages_per_second, queue_depth, uptime_seconds, long_polls,
+/// long_poll_wakeups}`; `long_poll_wakeups` counts polls woken on this node since it started.
 #[utoipa::path(get, path = "/api/admin/stats", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "live figures"), (status = 401, description = "not signed in"), (status = 403, description = "not an admin")))]
 async fn stats(State(state): State<AppState>, caller: Option<CurrentUser>) -> Result<Json<Value>, ApiError> {
     admin(caller)?;
@@ -94,6 +95,7 @@ async fn stats(State(state): State<AppState>, caller: Option<CurrentUser>) -> Re
         "messages_total": state.metrics.messages_total(),
         "queue_depth": queue_depth,
         "long_polls": state.ws.hub.waiters.len(),
+        "long_poll_wakeups": state.ws.hub.waiters.wakeups(),
         "db_connections": db_connections,
         "db_connections_idle": db_connections_idle,
         "uptime_seconds": state.metrics.uptime().as_secs(),

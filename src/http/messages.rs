@@ -18,7 +18,7 @@ use crate::{
     error::ApiError,
     queue::Job,
     state::AppState,
-    store::{Conversation, Cursor, Destination, Inserted, Message, Page, Sender, conversation_key},
+    store::{Conversation, Destination, Inserted, Message, Page, Sender, Stream, conversation_key},
 };
 
 pub fn router() -> Router<AppState> {
@@ -162,7 +162,9 @@ struct AckBody {
 
 /// `POST /api/delivery/ack {individual?, group?}` → 204: the caller has received everything up to
 /// these message ids on its individual / group channel; backlog on the next subscription starts
-/// after them. Cursors never move backwards.
+/// after them. Each id counts only up to the newest message that exists and was addressed to the
+/// caller on that channel (a made-up or foreign id acknowledges nothing beyond that). Cursors never
+/// move backwards.
 #[utoipa::path(post, path = "/api/delivery/ack", tag = "messages", security(("bearer" = [])), request_body = AckBody, responses((status = 204, description = "acknowledged"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn acknowledge(
     State(state): State<AppState>,
@@ -172,9 +174,9 @@ async fn acknowledge(
     if body.individual.is_none() && body.group.is_none() {
         return Err(Invalid::new("nothing_to_acknowledge", "give individual and/or group message ids").into());
     }
-    for (cursor, upto) in [(Cursor::Individual, body.individual), (Cursor::Group, body.group)] {
+    for (stream, upto) in [(Stream::Individual, body.individual), (Stream::Group, body.group)] {
         if let Some(id) = upto {
-            state.store.advance_cursor(caller.id(), cursor, id).await?;
+            state.store.acknowledge(caller.id(), stream, id).await?;
         }
     }
     Ok(StatusCode::NO_CONTENT)

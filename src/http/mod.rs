@@ -15,6 +15,7 @@ pub mod passwords;
 pub mod people;
 pub mod pusher_api;
 pub mod static_files;
+pub mod typing;
 
 use axum::{Router, extract::DefaultBodyLimit, routing::get};
 use tower_http::trace::TraceLayer;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(people::router())
         .merge(conversations::router())
         .merge(notifications::router())
+        .merge(typing::router())
         .merge(admin::router())
         .merge(pusher_api::router())
         .route("/app/{key}", get(crate::ws::upgrade))

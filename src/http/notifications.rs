@@ -7,7 +7,8 @@
 //! (`group_created`, `added_to_group`). One message to "All" is one row, not one per user. The
 //! cursor is opaque (`{messageId}.{rowId}`); without `after`, the server continues from what the
 //! user last fetched, so notifications wait in the store until fetched. A waiting poll holds no
-//! thread and no database connection: only a wake-up handle in the hub.
+//! thread and no database connection: only a wake-up handle in the hub, and one user holds at most
+//! [`MAX_POLLS_PER_USER`] of them on a node. Only broadcasts that make a notification wake polls.
 
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use crate::{
     error::ApiError,
     state::AppState,
     store::{Cursor, Message, Stream},
+    ws::waiters::MAX_POLLS_PER_USER,
 };
 
 /// Longest (and default) hold, in seconds.
@@ -64,7 +66,9 @@ impl Position {
     }
 }
 
-#[utoipa::path(get, path = "/api/notifications", tag = "notifications", security(("bearer" = [])), params(PollQuery), responses((status = 200, description = "{notifications, cursor}"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
+/// `GET /api/notifications?after=&timeout=` → `{notifications, cursor}`; 429 `too_many_polls`
+/// (at once) when the caller already has [`MAX_POLLS_PER_USER`] polls waiting on this node.
+#[utoipa::path(get, path = "/api/notifications", tag = "notifications", security(("bearer" = [])), params(PollQuery), responses((status = 200, description = "{notifications, cursor}"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input"), (status = 429, description = "too_many_polls: the caller already has 4 polls waiting")))]
 async fn poll(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -84,25 +88,28 @@ async fn poll(
         },
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-    let handle = state.ws.hub.waiters.handle(me);
-    let answer = async {
-        loop {
-            // Listen before looking, so a wake-up between the query and the wait is not lost.
-            let woken = handle.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            let (items, end) = fetch(&state, me, start).await?;
-            if !items.is_empty() || tokio::time::Instant::now() >= deadline {
-                return Ok::<_, ApiError>((items, end));
-            }
-            if tokio::time::timeout_at(deadline, woken).await.is_err() {
-                return Ok((items, end));
-            }
+    // Held until this function returns or its future is dropped (the client went away): the
+    // place is given back either way.
+    let poll = state
+        .ws
+        .hub
+        .waiters
+        .enter(me)
+        .ok_or(ApiError::TooManyPolls(MAX_POLLS_PER_USER))?;
+    let (items, end) = loop {
+        // Listen before looking, so a wake-up between the query and the wait is not lost.
+        let woken = poll.notify().notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let (items, end) = fetch(&state, me, start).await?;
+        if !items.is_empty() || tokio::time::Instant::now() >= deadline {
+            break (items, end);
         }
-    }
-    .await;
-    state.ws.hub.waiters.release(me, handle);
-    let (items, end) = answer?;
+        if tokio::time::timeout_at(deadline, woken).await.is_err() {
+            break (items, end);
+        }
+    };
+    drop(poll);
     // Only what moved is written: every write is a commit, and a crowd of woken polls is a
     // crowd of commits.
     if end.message != start.message {

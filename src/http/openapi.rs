@@ -6,7 +6,9 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{accounts, admin, broadcasting_auth, conversations, groups, messages, notifications, people, pusher_api};
+use super::{
+    accounts, admin, broadcasting_auth, conversations, groups, messages, notifications, people, pusher_api, typing,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +18,7 @@ use super::{accounts, admin, broadcasting_auth, conversations, groups, messages,
         accounts::register, accounts::login, accounts::logout, accounts::logout_everywhere, accounts::me,
         messages::send_to_user, messages::user_history, messages::send_to_group, messages::group_history,
         messages::read_user, messages::read_group, messages::acknowledge,
+        typing::typing,
         conversations::list,
         groups::create, groups::list, groups::show, groups::rename, groups::remove_group,
         groups::add_member, groups::remove_member,

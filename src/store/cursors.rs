@@ -3,7 +3,7 @@
 //! notifications were fetched. All start at the newest ids when the user registers, so a new user
 //! is not flooded with history.
 
-use super::{Store, StoreError, dialect, on_pool};
+use super::{Store, StoreError, Stream, dialect, on_pool};
 use crate::domain::UserId;
 
 /// What a cursor tracks.
@@ -66,6 +66,45 @@ impl Store {
         );
         on_pool!(self, pool => {
             sqlx::query(sql).bind(user).bind(cursor.key()).bind(to).execute(pool).await.map(drop)?
+        });
+        Ok(())
+    }
+
+    /// Records that `user` received everything up to message `upto` on its individual or group
+    /// channel, clamped to the newest message at or below `upto` that exists and was addressed to
+    /// `user` on that stream (individual: sent to `user`; group: in a group `user` is a member of,
+    /// "All" included). An id from the future, or one of somebody else's messages, therefore never
+    /// acknowledges a message `user` was not yet sent. One statement; never moves backwards.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn acknowledge(&self, user: UserId, stream: Stream, upto: i64) -> Result<(), StoreError> {
+        // `newest` is the newest addressed message <= upto; its placeholders follow user and kind.
+        let (cursor, newest) = match stream {
+            Stream::Individual => (
+                Cursor::Individual,
+                "SELECT MAX(id) FROM messages WHERE recipient_id = ? AND id <= ?",
+            ),
+            // One indexed lookup per group the user is in, rather than a scan of every message of
+            // "All" up to `upto`.
+            Stream::Group => (
+                Cursor::Group,
+                "SELECT MAX(newest) FROM (SELECT (SELECT MAX(m.id) FROM messages m                  WHERE m.group_id = gm.group_id AND m.id <= ?) AS newest                  FROM group_members gm WHERE gm.user_id = ?) AS per_group",
+            ),
+        };
+        let sql = sqlx::AssertSqlSafe(dialect!(self,
+            mysql: format!("INSERT INTO delivery_cursors (user_id, kind, last_id) VALUES (?, ?, COALESCE(({newest}), 0)) \
+                    ON DUPLICATE KEY UPDATE last_id = GREATEST(last_id, VALUES(last_id))"),
+            sqlite: format!("INSERT INTO delivery_cursors (user_id, kind, last_id) VALUES (?, ?, COALESCE(({newest}), 0)) \
+                     ON CONFLICT (user_id, kind) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)"),
+        ));
+        on_pool!(self, pool => {
+            let q = sqlx::query(sql).bind(user).bind(cursor.key());
+            let q = match stream {
+                Stream::Individual => q.bind(user).bind(upto),
+                Stream::Group => q.bind(upto).bind(user),
+            };
+            q.execute(pool).await.map(drop)?
         });
         Ok(())
     }

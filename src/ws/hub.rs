@@ -18,6 +18,7 @@ use crate::{
     bus::{Broadcast, Target},
     domain::{ChannelName, MessageId, UserChannel},
     protocol::{ProtocolError, SocketId, frames},
+    worker::{ADDED_TO_GROUP, GROUP_EVENT, INDIVIDUAL_EVENT},
 };
 
 /// What the hub queues for one socket.
@@ -168,7 +169,7 @@ pub struct Hub {
     inner: RwLock<Inner>,
     /// Highest message id dispatched here: where a catch-up after a bus outage starts.
     high_water: std::sync::atomic::AtomicI64,
-    /// Long polls to wake when a broadcast names their user.
+    /// Long polls to wake when a broadcast that makes a notification names their user.
     pub waiters: Waiters,
 }
 
@@ -333,12 +334,16 @@ impl Hub {
         if let Some(id) = b.message_id {
             self.high_water.fetch_max(id.0, std::sync::atomic::Ordering::Relaxed);
         }
+        if let Target::SignOut { user } = &b.target {
+            return self.sign_out(*user);
+        }
         let event = frames::EventFrame::new(&b.event, &b.data, b.user_id.as_deref());
-        match &b.target {
-            Target::Individual { users } | Target::Group { users } => self.waiters.wake(users),
-            Target::EveryGroupChannel => self.waiters.wake_all(),
-            Target::Channel { .. } => {}
-            Target::SignOut { user } => return self.sign_out(*user),
+        if makes_notification(&b.event) {
+            match &b.target {
+                Target::Individual { users } | Target::Group { users } => self.waiters.wake(users),
+                Target::EveryGroupChannel => self.waiters.wake_all(),
+                Target::Channel { .. } | Target::SignOut { .. } => {}
+            }
         }
         let inner = self.read();
         let deliver = |channel: &str, sockets: &Sockets| {
@@ -431,6 +436,14 @@ impl Hub {
     }
 }
 
+/// Whether an event on a user's own channels stands for something the notification centre
+/// returns (`fetch` in `http::notifications`: messages, and the group rows written with
+/// "added to group"), so the user's waiting polls are worth waking. Everything else (new users,
+/// group updates and removals, typing) would only make every woken poll query and find nothing.
+fn makes_notification(event: &str) -> bool {
+    [INDIVIDUAL_EVENT, GROUP_EVENT, ADDED_TO_GROUP].contains(&event)
+}
+
 /// Removes `socket` from `key`'s set, dropping the set when it empties.
 fn remove_socket<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Sockets>, key: K, socket: SocketId) {
     if let Entry::Occupied(mut e) = map.entry(key) {
@@ -449,6 +462,49 @@ mod tests {
 
     fn frame(n: i64) -> (Utf8Bytes, Option<MessageId>) {
         (Utf8Bytes::from(n.to_string()), Some(MessageId(n)))
+    }
+
+    fn broadcast(event: &str, target: Target) -> Broadcast {
+        Broadcast {
+            target,
+            event: event.to_owned(),
+            data: "{}".to_owned(),
+            user_id: None,
+            except: None,
+            message_id: None,
+        }
+    }
+
+    #[test]
+    fn only_events_that_make_notifications_wake_polls() {
+        let hub = Hub::default();
+        let poll = hub.waiters.enter(crate::domain::UserId(7)).unwrap();
+        let seven = || vec![crate::domain::UserId(7)];
+        hub.dispatch(&broadcast(crate::worker::USER_REGISTERED, Target::EveryGroupChannel));
+        hub.dispatch(&broadcast(
+            crate::worker::GROUP_UPDATED,
+            Target::Group { users: seven() },
+        ));
+        hub.dispatch(&broadcast(
+            crate::worker::REMOVED_FROM_GROUP,
+            Target::Group { users: seven() },
+        ));
+        hub.dispatch(&broadcast(
+            crate::worker::TYPING_EVENT,
+            Target::Individual { users: seven() },
+        ));
+        hub.dispatch(&broadcast(
+            "client-typing",
+            Target::Channel {
+                channel: "presence-online".into(),
+            },
+        ));
+        assert_eq!(hub.waiters.wakeups(), 0);
+        hub.dispatch(&broadcast(INDIVIDUAL_EVENT, Target::Individual { users: seven() }));
+        hub.dispatch(&broadcast(GROUP_EVENT, Target::EveryGroupChannel));
+        hub.dispatch(&broadcast(ADDED_TO_GROUP, Target::Group { users: seven() }));
+        assert_eq!(hub.waiters.wakeups(), 3);
+        drop(poll);
     }
 
     #[tokio::test]

@@ -72,6 +72,75 @@ async fn backlog_comes_first_in_order_then_live(backend: Backend) {
     again.expect_no_event(Duration::from_millis(400)).await;
 }
 
+async fn ack(app: &TestApp, user: &TestUser, body: Value) {
+    let res = call(app, user, reqwest::Method::POST, "/api/delivery/ack", Some(body)).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+}
+
+/// Subscribes to both of `user`'s own channels and returns what each sends before going quiet.
+async fn backlog_of(
+    app: &TestApp,
+    user: &TestUser,
+    individual: usize,
+    group: usize,
+) -> (Vec<(i64, bool)>, Vec<(i64, bool)>) {
+    let mut s = PusherClient::connect(app).await;
+    s.subscribe(app, &user.token, &format!("private-individual.message.{}", user.id))
+        .await;
+    let direct = collect(&mut s, individual).await;
+    s.subscribe(app, &user.token, &format!("private-group.message.{}", user.id))
+        .await;
+    let grouped = collect(&mut s, group).await;
+    s.expect_no_event(Duration::from_millis(300)).await;
+    (direct, grouped)
+}
+
+async fn acknowledging_the_future_does_not_turn_the_backlog_off(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (a, b) = (app.user("ann").await, app.user("ben").await);
+    send(&app, &a, &format!("/api/users/{}/messages", b.id), "before").await;
+    send(&app, &a, "/api/groups/1/messages", "before").await;
+    ack(
+        &app,
+        &b,
+        json!({"individual": 9_000_000_000_i64, "group": 9_000_000_000_i64}),
+    )
+    .await;
+    // Sent while Ben has no socket: backlog when he subscribes. What existed is acknowledged.
+    let direct = send(&app, &a, &format!("/api/users/{}/messages", b.id), "after").await;
+    let to_all = send(&app, &a, "/api/groups/1/messages", "after").await;
+    let (got_direct, got_group) = backlog_of(&app, &b, 1, 1).await;
+    assert_eq!(got_direct, [(direct, true)]);
+    assert_eq!(got_group, [(to_all, true)]);
+}
+
+async fn acknowledging_someone_elses_message_keeps_ones_own(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (a, b, c) = (app.user("ann").await, app.user("ben").await, app.user("cat").await);
+    let res = call(
+        &app,
+        &a,
+        reqwest::Method::POST,
+        "/api/groups",
+        Some(json!({"name": "without ben", "member_ids": [c.id]})),
+    )
+    .await;
+    let gid = res.json::<Value>().await.unwrap()["group"]["id"].as_i64().unwrap();
+    let to_ben = format!("/api/users/{}/messages", b.id);
+    // Ben's messages on both streams, with somebody else's in between.
+    send(&app, &a, &to_ben, "one").await;
+    send(&app, &a, "/api/groups/1/messages", "one").await;
+    let to_cat = send(&app, &a, &format!("/api/users/{}/messages", c.id), "not for ben").await;
+    let in_other_group = send(&app, &a, &format!("/api/groups/{gid}/messages"), "not for ben").await;
+    let direct = send(&app, &a, &to_ben, "two").await;
+    let to_all = send(&app, &a, "/api/groups/1/messages", "two").await;
+    ack(&app, &b, json!({"individual": to_cat, "group": in_other_group})).await;
+    // What came before the foreign ids is acknowledged; Ben's later messages are still backlog.
+    let (got_direct, got_group) = backlog_of(&app, &b, 1, 1).await;
+    assert_eq!(got_direct, [(direct, true)]);
+    assert_eq!(got_group, [(to_all, true)]);
+}
+
 async fn no_gap_and_no_repeat_at_the_seam(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (a, b) = (app.user("ann").await, app.user("ben").await);
@@ -285,8 +354,119 @@ async fn a_thousand_long_polls_hold_no_thread_or_connection_each(backend: Backen
     }
 }
 
+/// An administrator, for `GET /api/admin/stats`.
+async fn admin(app: &TestApp) -> TestUser {
+    app.admin("admin").await
+}
+
+/// A poll that answers at once: 200 when a place was free (it was taken and given back), else the
+/// 429 answer. Panics unless it answered within a second.
+async fn probe(app: &TestApp, user: &TestUser) -> reqwest::Response {
+    let started = std::time::Instant::now();
+    let res = call(app, user, reqwest::Method::GET, "/api/notifications?timeout=0", None).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "answered at once, took {took:?}");
+    res
+}
+
+/// Waits until exactly `n` polls are held (`long_polls` in the admin figures); returns the figures.
+async fn until_polls(app: &TestApp, admin: &TestUser, n: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = get_json(app, admin, "/api/admin/stats").await;
+        if stats["long_polls"] == n {
+            return stats;
+        }
+        assert!(std::time::Instant::now() < deadline, "not {n} polls waiting: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn a_user_holds_at_most_four_polls(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = admin(&app).await;
+    let (a, b) = (app.user("ann").await, app.user("ben").await);
+    let poll = |timeout: u64| {
+        let url = app.url(&format!("/api/notifications?timeout={timeout}"));
+        crate::helpers::spawn_get(reqwest::Client::new(), url, &b.token)
+    };
+    // Three polls that wait long, and a fourth that ends by itself after 2 s.
+    let mut held: Vec<_> = (0..3).map(|_| poll(30)).collect();
+    let short = poll(2);
+    until_polls(&app, &admin, 4).await;
+    // A fifth is refused at once; another user is not affected.
+    let res = probe(&app, &b).await;
+    assert_eq!(error_code(res, StatusCode::TOO_MANY_REQUESTS).await, "too_many_polls");
+    assert_eq!(probe(&app, &a).await.status(), StatusCode::OK);
+    // The short poll ends with its timeout: its place comes back.
+    let (answer, took) = short.await.unwrap();
+    assert_eq!(answer["notifications"], json!([]), "{answer}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "held for its timeout, took {took:?}"
+    );
+    until_polls(&app, &admin, 3).await;
+    assert_eq!(probe(&app, &b).await.status(), StatusCode::OK, "a new poll is accepted");
+    // Full again, then a client gives up mid-poll: its place comes back long before its timeout.
+    held.push(poll(30));
+    until_polls(&app, &admin, 4).await;
+    assert_eq!(probe(&app, &b).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    held.pop().unwrap().abort();
+    until_polls(&app, &admin, 3).await;
+    assert_eq!(probe(&app, &b).await.status(), StatusCode::OK, "a new poll is accepted");
+    // A message answers the polls still held.
+    let id = send(&app, &a, &format!("/api/users/{}/messages", b.id), "wake").await;
+    for poll in held {
+        let (answer, _) = poll.await.unwrap();
+        assert_eq!(answer["notifications"][0]["message_id"], id, "{answer}");
+    }
+}
+
+async fn only_notifications_wake_long_polls(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = admin(&app).await;
+    let (a, b) = (app.user("ann").await, app.user("ben").await);
+    // Ben's socket sees the broadcasts that pass through the hub, after their polls were (or were
+    // not) woken: the same dispatch wakes polls first, then queues the frames.
+    let mut socket = PusherClient::connect(&app).await;
+    socket
+        .subscribe(&app, &b.token, &format!("private-group.message.{}", b.id))
+        .await;
+    socket
+        .subscribe(&app, &b.token, &format!("private-individual.message.{}", b.id))
+        .await;
+    let waiting = crate::helpers::spawn_get(app.client.clone(), app.url("/api/notifications?timeout=30"), &b.token);
+    let before = until_polls(&app, &admin, 1).await["long_poll_wakeups"]
+        .as_u64()
+        .expect("long_poll_wakeups is a count");
+    // A registration reaches everyone's group channel but makes no notification: no poll woken.
+    let dan = app.user("dan").await;
+    let registered = socket.expect("App\\Events\\UserRegistered").await;
+    assert_eq!(registered.data["user"]["id"], dan.id);
+    let stats = get_json(&app, &admin, "/api/admin/stats").await;
+    assert_eq!(
+        stats["long_poll_wakeups"], before,
+        "a registration woke a poll: {stats}"
+    );
+    assert_eq!(stats["long_polls"], 1, "the poll is still waiting: {stats}");
+    // A message to Ben wakes his poll, which answers with it.
+    let id = send(&app, &a, &format!("/api/users/{}/messages", b.id), "wake up").await;
+    let (answer, _) = waiting.await.unwrap();
+    assert_eq!(answer["notifications"][0]["message_id"], id, "{answer}");
+    assert_eq!(
+        socket.expect("App\\Events\\IndividualMessage").await.data["message"]["id"],
+        id
+    );
+    let stats = get_json(&app, &admin, "/api/admin/stats").await;
+    assert_eq!(stats["long_poll_wakeups"], before + 1, "{stats}");
+}
+
 backend_tests!(
     a_thousand_long_polls_hold_no_thread_or_connection_each,
+    acknowledging_someone_elses_message_keeps_ones_own,
+    acknowledging_the_future_does_not_turn_the_backlog_off,
+    a_user_holds_at_most_four_polls,
+    only_notifications_wake_long_polls,
     backlog_comes_first_in_order_then_live,
     no_gap_and_no_repeat_at_the_seam,
     long_polls_answer_at_once_hold_and_wake,

@@ -15,5 +15,6 @@ mod delivery;
 mod faults;
 mod health;
 mod security;
+mod typing;
 mod worker;
 mod ws_protocol;
