@@ -176,17 +176,7 @@ impl Config {
             .map(|e| Email::parse(e).map_err(|err| invalid("ADMIN_EMAILS", format!("{e:?}: {err}"))))
             .collect::<Result<_, _>>()?;
         let allowed_origins = split_list(&s.allowed_origins)
-            .map(|o| {
-                let o = o.trim_end_matches('/');
-                if (o.starts_with("http://") || o.starts_with("https://")) && !o[8..].contains('/') {
-                    Ok(o.to_ascii_lowercase())
-                } else {
-                    Err(invalid(
-                        "ALLOWED_ORIGINS",
-                        format!("{o:?} is not an origin like https://host[:port]"),
-                    ))
-                }
-            })
+            .map(parse_origin)
             .collect::<Result<_, _>>()?;
         if !(1..=1000).contains(&s.db_max_connections) {
             return Err(invalid("DB_MAX_CONNECTIONS", "must be between 1 and 1000"));
@@ -234,6 +224,24 @@ fn split_list(raw: &str) -> impl Iterator<Item = &str> {
     raw.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// One ALLOWED_ORIGINS entry, lowercased: `http(s)://host[:port]`, ASCII only (browsers send a
+/// non-ASCII host in its `xn--` form, so any other spelling could never match).
+fn parse_origin(raw: &str) -> Result<String, ConfigError> {
+    let origin = raw.trim_end_matches('/');
+    let host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    match host {
+        Some(h) if !h.is_empty() && !h.contains('/') && h.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(origin.to_ascii_lowercase())
+        }
+        _ => Err(invalid(
+            "ALLOWED_ORIGINS",
+            format!("{raw:?} is not an origin like https://host[:port] (ASCII; xn-- for other names)"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +285,33 @@ mod tests {
             "ALLOWED_ORIGINS"
         );
         assert_eq!(parse(&["--pusher-app-key", ""]).unwrap_err().name, "PUSHER_APP_KEY");
+    }
+
+    #[test]
+    fn origins_must_be_ascii_scheme_and_host() {
+        // Slicing at a byte offset used to panic inside the multi-byte `é`.
+        for bad in [
+            "http://é/",
+            "https://bücher.example",
+            "https://",
+            "http://a/b",
+            "ftp://a",
+        ] {
+            assert_eq!(
+                parse(&["--allowed-origins", bad]).unwrap_err().name,
+                "ALLOWED_ORIGINS",
+                "{bad}"
+            );
+        }
+        let c = parse(&[
+            "--allowed-origins",
+            "https://Chat.Example.com/, http://xn--bcher-kva.example:8080",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.allowed_origins,
+            ["https://chat.example.com", "http://xn--bcher-kva.example:8080"]
+        );
     }
 
     #[test]
