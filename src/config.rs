@@ -4,7 +4,7 @@
 //! Every value is checked here; a bad one stops start-up with a single line that names it
 //! (`BIND: invalid socket address "x"`), so nothing below has to re-check.
 
-use std::{fmt, net::SocketAddr, str::FromStr};
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use clap::{Args, ValueEnum};
 
@@ -50,6 +50,22 @@ pub struct Settings {
     /// client shares the proxy's address: raise it or set 0 there.
     #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 1000, global = true)]
     pub max_connections_per_ip: u32,
+    /// Most TCP connections served at once, HTTP and WebSocket together (0: no cap); past it a new
+    /// connection is closed at once. 50,000 is well above the 19,000 sockets one node held in the
+    /// benchmarks (about 6 KiB each, so some 300 MiB at the cap) and leaves file descriptors for
+    /// the database, Redis and logs under the usual open-files limits.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 50_000, global = true)]
+    pub max_connections: u32,
+    /// Seconds a client has to send a request's headers, counted from the connection's start or
+    /// from the previous answer on a kept-alive connection; then the connection is closed. Without
+    /// it, headers sent a byte at a time (slowloris) hold a connection for ever; 10 s is ample
+    /// for a real client on a slow mobile link, whose headers are a few hundred bytes.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10, global = true)]
+    pub http_header_timeout_secs: u64,
+    /// Seconds a client has to send a whole request body once its headers are in; then 408 and the
+    /// connection is closed. Bodies are at most 64 KiB, which arrives within 30 s even at 2 KB/s.
+    #[arg(long, env = "HTTP_BODY_TIMEOUT_SECS", default_value_t = 30, global = true)]
+    pub http_body_timeout_secs: u64,
     /// Seconds after a worker's last heartbeat before its claimed jobs are handed to another
     /// worker (Redis queue).
     #[arg(long, env = "QUEUE_VISIBILITY_SECS", default_value_t = 30, global = true)]
@@ -119,9 +135,15 @@ pub struct Config {
     /// Whether `chatbox serve` runs a queue worker in-process.
     pub run_worker: bool,
     /// A silent worker's jobs are re-queued after this long.
-    pub queue_visibility: std::time::Duration,
+    pub queue_visibility: Duration,
     /// Most WebSocket connections per IP address; `None`: no cap.
     pub max_connections_per_ip: Option<u32>,
+    /// Most TCP connections served at once; `None`: no cap.
+    pub max_connections: Option<u32>,
+    /// Time a client has to send a request's headers.
+    pub http_header_timeout: Duration,
+    /// Time a client has to send a whole request body.
+    pub http_body_timeout: Duration,
 }
 
 /// A setting that failed validation: names the setting and says what is wrong.
@@ -184,6 +206,14 @@ impl Config {
         if !(3..=3600).contains(&s.queue_visibility_secs) {
             return Err(invalid("QUEUE_VISIBILITY_SECS", "must be between 3 and 3600 seconds"));
         }
+        for (name, secs) in [
+            ("HTTP_HEADER_TIMEOUT_SECS", s.http_header_timeout_secs),
+            ("HTTP_BODY_TIMEOUT_SECS", s.http_body_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return Err(invalid(name, "must be between 1 and 3600 seconds"));
+            }
+        }
         if s.redis_prefix.len() > 64 || s.redis_prefix.chars().any(char::is_whitespace) {
             return Err(invalid("REDIS_PREFIX", "at most 64 characters, no white space"));
         }
@@ -204,8 +234,11 @@ impl Config {
             db_max_connections: s.db_max_connections,
             log_format: s.log_format,
             run_worker: !s.no_worker,
-            queue_visibility: std::time::Duration::from_secs(s.queue_visibility_secs),
+            queue_visibility: Duration::from_secs(s.queue_visibility_secs),
             max_connections_per_ip: (s.max_connections_per_ip > 0).then_some(s.max_connections_per_ip),
+            max_connections: (s.max_connections > 0).then_some(s.max_connections),
+            http_header_timeout: Duration::from_secs(s.http_header_timeout_secs),
+            http_body_timeout: Duration::from_secs(s.http_body_timeout_secs),
         })
     }
 
@@ -285,6 +318,14 @@ mod tests {
             "ALLOWED_ORIGINS"
         );
         assert_eq!(parse(&["--pusher-app-key", ""]).unwrap_err().name, "PUSHER_APP_KEY");
+        assert_eq!(
+            parse(&["--http-header-timeout-secs", "0"]).unwrap_err().name,
+            "HTTP_HEADER_TIMEOUT_SECS"
+        );
+        assert_eq!(
+            parse(&["--http-body-timeout-secs", "3601"]).unwrap_err().name,
+            "HTTP_BODY_TIMEOUT_SECS"
+        );
     }
 
     #[test]
@@ -312,6 +353,15 @@ mod tests {
             c.allowed_origins,
             ["https://chat.example.com", "http://xn--bcher-kva.example:8080"]
         );
+    }
+
+    #[test]
+    fn http_limits_default_and_parse() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.max_connections, Some(50_000));
+        assert_eq!(c.http_header_timeout, Duration::from_secs(10));
+        assert_eq!(c.http_body_timeout, Duration::from_secs(30));
+        assert_eq!(parse(&["--max-connections", "0"]).unwrap().max_connections, None);
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// 409: conflicts with what is stored (duplicate e-mail, …).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// 408: the request body did not arrive within HTTP_BODY_TIMEOUT_SECS; the connection is closed.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// 413: the body is over the size limit.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -79,6 +82,7 @@ impl ApiError {
             Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::Invalid(i) => (StatusCode::UNPROCESSABLE_ENTITY, i.code),
@@ -99,10 +103,20 @@ impl IntoResponse for ApiError {
         }
         let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));
         let mut response = (status, body).into_response();
-        if let Self::Throttled { retry_after } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        match self {
+            Self::Throttled { retry_after } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            // The rest of the body may still be on its way: reading the next request from this
+            // connection would start in the middle of it.
+            Self::RequestTimeout => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

@@ -85,6 +85,9 @@ fn settings(database_url: String) -> Settings {
         no_worker: true,
         queue_visibility_secs: 3,
         max_connections_per_ip: 1000,
+        max_connections: 50_000,
+        http_header_timeout_secs: 10,
+        http_body_timeout_secs: 30,
     }
 }
 

@@ -14,5 +14,6 @@ mod chat;
 mod delivery;
 mod faults;
 mod health;
+mod http_limits;
 mod worker;
 mod ws_protocol;
