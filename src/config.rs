@@ -4,9 +4,15 @@
 //! Every value is checked here; a bad one stops start-up with a single line that names it
 //! (`BIND: invalid socket address "x"`), so nothing below has to re-check.
 
-use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+    time::Duration,
+};
 
 use clap::{Args, ValueEnum};
+use ipnet::IpNet;
 
 use crate::domain::Email;
 
@@ -46,8 +52,8 @@ pub struct Settings {
     /// Most database connections this process opens.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
-    /// Most WebSocket connections from one IP address (0: no cap). Behind a reverse proxy every
-    /// client shares the proxy's address: raise it or set 0 there.
+    /// Most WebSocket connections from one client address (0: no cap). Behind a reverse proxy,
+    /// list it in TRUSTED_PROXIES so the address counted is the client's, not the proxy's.
     #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 1000, global = true)]
     pub max_connections_per_ip: u32,
     /// Most TCP connections served at once, HTTP and WebSocket together (0: no cap); past it a new
@@ -66,6 +72,12 @@ pub struct Settings {
     /// connection is closed. Bodies are at most 64 KiB, which arrives within 30 s even at 2 KB/s.
     #[arg(long, env = "HTTP_BODY_TIMEOUT_SECS", default_value_t = 30, global = true)]
     pub http_body_timeout_secs: u64,
+    /// Comma-separated addresses or CIDR ranges (`10.0.0.0/8`) of reverse proxies in front of
+    /// chatbox. A request from one of them is counted under the right-most `X-Forwarded-For` entry
+    /// that is not a trusted proxy; from any other peer, `X-Forwarded-For` is ignored (anyone can
+    /// send it). Empty: no proxy is trusted.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", global = true)]
+    pub trusted_proxies: String,
     /// Seconds after a worker's last heartbeat before its claimed jobs are handed to another
     /// worker (Redis queue).
     #[arg(long, env = "QUEUE_VISIBILITY_SECS", default_value_t = 30, global = true)]
@@ -136,7 +148,7 @@ pub struct Config {
     pub run_worker: bool,
     /// A silent worker's jobs are re-queued after this long.
     pub queue_visibility: Duration,
-    /// Most WebSocket connections per IP address; `None`: no cap.
+    /// Most WebSocket connections per client address; `None`: no cap.
     pub max_connections_per_ip: Option<u32>,
     /// Most TCP connections served at once; `None`: no cap.
     pub max_connections: Option<u32>,
@@ -144,6 +156,8 @@ pub struct Config {
     pub http_header_timeout: Duration,
     /// Time a client has to send a whole request body.
     pub http_body_timeout: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// A setting that failed validation: names the setting and says what is wrong.
@@ -200,6 +214,9 @@ impl Config {
         let allowed_origins = split_list(&s.allowed_origins)
             .map(parse_origin)
             .collect::<Result<_, _>>()?;
+        let trusted_proxies = split_list(&s.trusted_proxies)
+            .map(parse_proxy)
+            .collect::<Result<_, _>>()?;
         if !(1..=1000).contains(&s.db_max_connections) {
             return Err(invalid("DB_MAX_CONNECTIONS", "must be between 1 and 1000"));
         }
@@ -239,6 +256,7 @@ impl Config {
             max_connections: (s.max_connections > 0).then_some(s.max_connections),
             http_header_timeout: Duration::from_secs(s.http_header_timeout_secs),
             http_body_timeout: Duration::from_secs(s.http_body_timeout_secs),
+            trusted_proxies,
         })
     }
 
@@ -273,6 +291,19 @@ fn parse_origin(raw: &str) -> Result<String, ConfigError> {
             format!("{raw:?} is not an origin like https://host[:port] (ASCII; xn-- for other names)"),
         )),
     }
+}
+
+/// One TRUSTED_PROXIES entry: an address (a network of one) or a CIDR range.
+fn parse_proxy(raw: &str) -> Result<IpNet, ConfigError> {
+    raw.parse::<IpNet>()
+        .map(|net| net.trunc())
+        .or_else(|_| raw.parse::<IpAddr>().map(|ip| IpNet::from(ip.to_canonical())))
+        .map_err(|_| {
+            invalid(
+                "TRUSTED_PROXIES",
+                format!("{raw:?} is not an IP address or a CIDR range like 10.0.0.0/8"),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -361,7 +392,22 @@ mod tests {
         assert_eq!(c.max_connections, Some(50_000));
         assert_eq!(c.http_header_timeout, Duration::from_secs(10));
         assert_eq!(c.http_body_timeout, Duration::from_secs(30));
+        assert!(c.trusted_proxies.is_empty());
         assert_eq!(parse(&["--max-connections", "0"]).unwrap().max_connections, None);
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        let c = parse(&["--trusted-proxies", "127.0.0.1, 10.1.2.3/8,::1, fd00::/8"]).unwrap();
+        let nets: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["127.0.0.1/32", "10.0.0.0/8", "::1/128", "fd00::/8"]);
+        for bad in ["nginx", "10.0.0.0/33", "1.2.3.4:80", "10.0.0.0/8/8"] {
+            assert_eq!(
+                parse(&["--trusted-proxies", bad]).unwrap_err().name,
+                "TRUSTED_PROXIES",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub enum ApiError {
     /// 429: too many attempts; retry after that many seconds.
     #[error("too many attempts, retry in {retry_after} s")]
     Throttled { retry_after: u64 },
+    /// 429: this client address holds as many WebSocket connections as allowed
+    /// (MAX_CONNECTIONS_PER_IP); retry after that many seconds.
+    #[error("too many connections from this address, retry in {retry_after} s")]
+    TooManyConnections { retry_after: u64 },
     /// 503: the database is down or saturated.
     #[error("the store is unavailable, retry shortly")]
     StoreUnavailable(#[source] StoreError),
@@ -87,6 +91,7 @@ impl ApiError {
             Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::Invalid(i) => (StatusCode::UNPROCESSABLE_ENTITY, i.code),
             Self::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            Self::TooManyConnections { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_connections"),
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
@@ -104,7 +109,7 @@ impl IntoResponse for ApiError {
         let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));
         let mut response = (status, body).into_response();
         match self {
-            Self::Throttled { retry_after } => {
+            Self::Throttled { retry_after } | Self::TooManyConnections { retry_after } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

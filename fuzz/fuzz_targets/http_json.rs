@@ -88,6 +88,7 @@ fn settings(database_url: String) -> Settings {
         max_connections: 50_000,
         http_header_timeout_secs: 10,
         http_body_timeout_secs: 30,
+        trusted_proxies: String::new(),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod admin;
 pub mod body_deadline;
 pub mod broadcasting_auth;
+pub mod client_addr;
 pub mod conversations;
 pub mod extract;
 pub mod groups;

@@ -179,6 +179,7 @@ pub fn settings(db: &TestDb) -> Settings {
         max_connections: 50_000,
         http_header_timeout_secs: 10,
         http_body_timeout_secs: 30,
+        trusted_proxies: String::new(),
     }
 }
 

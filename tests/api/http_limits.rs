@@ -1,6 +1,6 @@
 //! The bounds at the listener: header and body read timeouts, the global connection cap
-//! (`MAX_CONNECTIONS`), and shutdown. None of them depends on the backend: they run on the
-//! embedded one.
+//! (`MAX_CONNECTIONS`), the per-address WebSocket cap refused before the upgrade, and
+//! `TRUSTED_PROXIES`. None of them depends on the backend: they run on the embedded one.
 //!
 //! Each refusal is checked next to proof that the server was alive and serving at that moment,
 //! so a crashed or stuck server cannot pass for a refusing one.
@@ -8,10 +8,16 @@
 use std::time::{Duration, Instant};
 
 use chatbox::config::Settings;
+use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
+use serde_json::Value;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
+};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue},
 };
 
 use crate::{
@@ -221,6 +227,92 @@ async fn served(app: &TestApp) -> bool {
     }
     let (answer, _) = read_until_closed(&mut tcp, Duration::from_secs(5)).await;
     answer.starts_with(b"HTTP/1.1 200")
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens `/app/test-key` with `X-Forwarded-For: forwarded` (if any) and reads the handshake;
+/// the HTTP answer when the upgrade is refused.
+async fn open(app: &TestApp, forwarded: Option<&str>) -> Result<Socket, tungstenite::http::Response<Option<Vec<u8>>>> {
+    let mut req = format!("ws://{}/app/test-key?protocol=7", app.addr)
+        .into_client_request()
+        .unwrap();
+    if let Some(f) = forwarded {
+        req.headers_mut()
+            .insert("x-forwarded-for", HeaderValue::from_str(f).unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((mut ws, _)) => {
+            let hello = next_event(&mut ws).await;
+            assert_eq!(hello["event"], "pusher:connection_established");
+            Ok(ws)
+        }
+        Err(tungstenite::Error::Http(res)) => Err(*res),
+        Err(e) => panic!("handshake failed: {e}"),
+    }
+}
+
+async fn next_event(ws: &mut Socket) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("a frame");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).expect("JSON frame");
+        }
+    }
+}
+
+async fn assert_pongs(ws: &mut Socket) {
+    ws.send(Message::text(r#"{"event":"pusher:ping","data":{}}"#))
+        .await
+        .expect("send ping");
+    assert_eq!(next_event(ws).await["event"], "pusher:pong");
+}
+
+/// The answer is the cap's refusal: 429 `too_many_connections` with `Retry-After`.
+fn assert_capped(res: tungstenite::http::Response<Option<Vec<u8>>>) {
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["retry-after"], "10");
+    let body: Value = serde_json::from_slice(res.body().as_deref().expect("a body")).expect("JSON body");
+    assert_eq!(body["error"]["code"], "too_many_connections");
+}
+
+#[tokio::test]
+async fn the_per_address_cap_answers_429_instead_of_upgrading() {
+    let app = app_with(|s| s.max_connections_per_ip = 2).await;
+    let mut first = open(&app, None).await.expect("first accepted");
+    let mut second = open(&app, None).await.expect("second accepted");
+    assert_capped(open(&app, None).await.expect_err("the third is refused"));
+    assert_pongs(&mut first).await;
+    assert_pongs(&mut second).await;
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_is_capped_apart() {
+    let app = app_with(|s| {
+        s.trusted_proxies = "127.0.0.1".into();
+        s.max_connections_per_ip = 1;
+    })
+    .await;
+    let mut a = open(&app, Some("203.0.113.1")).await.expect("client a");
+    let mut b = open(&app, Some("203.0.113.2")).await.expect("client b, same proxy");
+    // The proxy appended the address it saw; what the client wrote to its left is not believed.
+    let spoofed = open(&app, Some("203.0.113.7, 203.0.113.1")).await;
+    assert_capped(spoofed.expect_err("a second connection of client a"));
+    assert_pongs(&mut a).await;
+    assert_pongs(&mut b).await;
+}
+
+#[tokio::test]
+async fn from_an_untrusted_peer_x_forwarded_for_is_ignored() {
+    let app = app_with(|s| s.max_connections_per_ip = 1).await;
+    let mut a = open(&app, Some("203.0.113.1")).await.expect("first from 127.0.0.1");
+    assert_capped(open(&app, Some("203.0.113.2")).await.expect_err("counted as 127.0.0.1"));
+    assert_capped(open(&app, None).await.expect_err("counted as 127.0.0.1"));
+    assert_pongs(&mut a).await;
 }
 
 #[tokio::test]
