@@ -11,11 +11,15 @@
 
 #![no_main]
 
-use std::sync::{LazyLock, Mutex};
+use std::{
+    net::SocketAddr,
+    sync::{LazyLock, Mutex},
+};
 
 use axum::{
     Router,
     body::{Body, to_bytes},
+    extract::connect_info::MockConnectInfo,
     http::{Method, Request, StatusCode, header},
 };
 use chatbox::{
@@ -137,7 +141,10 @@ fn setup() -> Fixture {
     let config = Config::from_settings(settings(url)).expect("valid config");
     let (app, router, token, me, other, group) = rt.block_on(async {
         let app = App::build(config).await.expect("app builds");
-        let router = app.router();
+        // Handlers that count the client's address need a peer, as the listener gives them.
+        let router = app
+            .router()
+            .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
         let (me, token) = register(&router, "fuzzer").await;
         let (other, _) = register(&router, "other").await;
         let v = post_json(

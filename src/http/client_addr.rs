@@ -16,8 +16,9 @@ use crate::{error::ApiError, state::AppState};
 
 /// The client's address (IPv4-mapped IPv6 addresses in their IPv4 form), as above.
 ///
-/// Extracting it fails (500) only when the server gave the request no peer address, which the
-/// listener in [`super::serve`] always does.
+/// Extracting it fails (500) only when the request carries no peer address: the listener in
+/// [`super::serve`] always gives one, and a router driven in-process needs axum's
+/// `MockConnectInfo` layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
@@ -25,11 +26,9 @@ impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ConnectInfo(peer) = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .copied()
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the request carries no peer address")))?;
+        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("no peer address: {e}")))?;
         Ok(Self(client_ip(
             peer.ip(),
             &parts.headers,
