@@ -6,7 +6,6 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -167,11 +166,13 @@ impl App {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `signal` is cancelled, then closes sockets (4200), finishes the job in hand
-    /// and waits for every task.
+    /// Serves until `signal` is cancelled, then stops accepting connections, closes sockets (4200),
+    /// answers the requests in flight, finishes the job in hand and waits for every task (at most
+    /// [`SHUTDOWN_GRACE`]).
     ///
     /// # Errors
-    /// The server failed to accept connections.
+    /// The bound address cannot be read back. Accept errors are not: they are logged and retried
+    /// (see [`http::serve::serve`]).
     pub async fn run(self, signal: CancellationToken) -> anyhow::Result<()> {
         let Self {
             listener,
@@ -220,24 +221,13 @@ impl App {
             worker = state.config.run_worker,
             "chatbox is serving"
         );
-        let router = http::router(state);
-        // Events are small frames written back to back: without TCP_NODELAY, Nagle's algorithm
-        // holds each one until the client's delayed ACK (up to 40 ms) once they come faster than
-        // every few milliseconds.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set");
-            }
-        });
-        let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .context("HTTP server failed");
+        let config = state.config.clone();
+        http::serve::serve(listener, http::router(state), &config, &tasks, shutdown.clone()).await;
         shutdown.cancel();
         wait_for(&tasks).await;
         store.close().await;
         tracing::info!("stopped");
-        served
+        Ok(())
     }
 }
 

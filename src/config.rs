@@ -4,9 +4,15 @@
 //! Every value is checked here; a bad one stops start-up with a single line that names it
 //! (`BIND: invalid socket address "x"`), so nothing below has to re-check.
 
-use std::{fmt, net::SocketAddr, str::FromStr};
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+    time::Duration,
+};
 
 use clap::{Args, ValueEnum};
+use ipnet::IpNet;
 
 /// Shortest Pusher app secret accepted: 32 bytes, as many as the HMAC-SHA256 key it becomes.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -61,10 +67,32 @@ pub struct Settings {
     /// Most database connections this process opens.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
-    /// Most WebSocket connections from one IP address (0: no cap). Behind a reverse proxy every
-    /// client shares the proxy's address: raise it or set 0 there.
+    /// Most WebSocket connections from one client address (0: no cap). Behind a reverse proxy,
+    /// list it in TRUSTED_PROXIES so the address counted is the client's, not the proxy's.
     #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 1000, global = true)]
     pub max_connections_per_ip: u32,
+    /// Most TCP connections served at once, HTTP and WebSocket together (0: no cap); past it a new
+    /// connection is closed at once. 50,000 is well above the 19,000 sockets one node held in the
+    /// benchmarks (about 6 KiB each, so some 300 MiB at the cap) and leaves file descriptors for
+    /// the database, Redis and logs under the usual open-files limits.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 50_000, global = true)]
+    pub max_connections: u32,
+    /// Seconds a client has to send a request's headers, counted from the connection's start or
+    /// from the previous answer on a kept-alive connection; then the connection is closed. Without
+    /// it, headers sent a byte at a time (slowloris) hold a connection for ever; 10 s is ample
+    /// for a real client on a slow mobile link, whose headers are a few hundred bytes.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10, global = true)]
+    pub http_header_timeout_secs: u64,
+    /// Seconds a client has to send a whole request body once its headers are in; then 408 and the
+    /// connection is closed. Bodies are at most 64 KiB, which arrives within 30 s even at 2 KB/s.
+    #[arg(long, env = "HTTP_BODY_TIMEOUT_SECS", default_value_t = 30, global = true)]
+    pub http_body_timeout_secs: u64,
+    /// Comma-separated addresses or CIDR ranges (`10.0.0.0/8`) of reverse proxies in front of
+    /// chatbox. A request from one of them is counted under the right-most `X-Forwarded-For` entry
+    /// that is not a trusted proxy; from any other peer, `X-Forwarded-For` is ignored (anyone can
+    /// send it). Empty: no proxy is trusted.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", global = true)]
+    pub trusted_proxies: String,
     /// Seconds after a worker's last heartbeat before its claimed jobs are handed to another
     /// worker (Redis queue).
     #[arg(long, env = "QUEUE_VISIBILITY_SECS", default_value_t = 30, global = true)]
@@ -141,11 +169,19 @@ pub struct Config {
     /// Whether `chatbox serve` runs a queue worker in-process.
     pub run_worker: bool,
     /// A silent worker's jobs are re-queued after this long.
-    pub queue_visibility: std::time::Duration,
-    /// Most WebSocket connections per IP address; `None`: no cap.
+    pub queue_visibility: Duration,
+    /// Most WebSocket connections per client address; `None`: no cap.
     pub max_connections_per_ip: Option<u32>,
     /// Bearer tokens expire this long after they are issued.
     pub token_ttl: std::time::Duration,
+    /// Most TCP connections served at once; `None`: no cap.
+    pub max_connections: Option<u32>,
+    /// Time a client has to send a request's headers.
+    pub http_header_timeout: Duration,
+    /// Time a client has to send a whole request body.
+    pub http_body_timeout: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// A setting that failed validation: names the setting and says what is wrong.
@@ -205,17 +241,10 @@ impl Config {
             ));
         }
         let allowed_origins = split_list(&s.allowed_origins)
-            .map(|o| {
-                let o = o.trim_end_matches('/');
-                if (o.starts_with("http://") || o.starts_with("https://")) && !o[8..].contains('/') {
-                    Ok(o.to_ascii_lowercase())
-                } else {
-                    Err(invalid(
-                        "ALLOWED_ORIGINS",
-                        format!("{o:?} is not an origin like https://host[:port]"),
-                    ))
-                }
-            })
+            .map(parse_origin)
+            .collect::<Result<_, _>>()?;
+        let trusted_proxies = split_list(&s.trusted_proxies)
+            .map(parse_proxy)
             .collect::<Result<_, _>>()?;
         if !(1..=1000).contains(&s.db_max_connections) {
             return Err(invalid("DB_MAX_CONNECTIONS", "must be between 1 and 1000"));
@@ -225,6 +254,14 @@ impl Config {
         }
         if !(1..=3650).contains(&s.token_ttl_days) {
             return Err(invalid("TOKEN_TTL_DAYS", "must be between 1 and 3650 days"));
+        }
+        for (name, secs) in [
+            ("HTTP_HEADER_TIMEOUT_SECS", s.http_header_timeout_secs),
+            ("HTTP_BODY_TIMEOUT_SECS", s.http_body_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return Err(invalid(name, "must be between 1 and 3600 seconds"));
+            }
         }
         if s.redis_prefix.len() > 64 || s.redis_prefix.chars().any(char::is_whitespace) {
             return Err(invalid("REDIS_PREFIX", "at most 64 characters, no white space"));
@@ -246,9 +283,13 @@ impl Config {
             db_max_connections: s.db_max_connections,
             log_format: s.log_format,
             run_worker: !s.no_worker,
-            queue_visibility: std::time::Duration::from_secs(s.queue_visibility_secs),
+            queue_visibility: Duration::from_secs(s.queue_visibility_secs),
             max_connections_per_ip: (s.max_connections_per_ip > 0).then_some(s.max_connections_per_ip),
             token_ttl: std::time::Duration::from_secs(u64::from(s.token_ttl_days) * 86_400),
+            max_connections: (s.max_connections > 0).then_some(s.max_connections),
+            http_header_timeout: Duration::from_secs(s.http_header_timeout_secs),
+            http_body_timeout: Duration::from_secs(s.http_body_timeout_secs),
+            trusted_proxies,
         })
     }
 
@@ -307,6 +348,37 @@ fn check_secret(secret: String) -> Result<Secret, ConfigError> {
 
 fn split_list(raw: &str) -> impl Iterator<Item = &str> {
     raw.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// One ALLOWED_ORIGINS entry, lowercased: `http(s)://host[:port]`, ASCII only (browsers send a
+/// non-ASCII host in its `xn--` form, so any other spelling could never match).
+fn parse_origin(raw: &str) -> Result<String, ConfigError> {
+    let origin = raw.trim_end_matches('/');
+    let host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    match host {
+        Some(h) if !h.is_empty() && !h.contains('/') && h.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(origin.to_ascii_lowercase())
+        }
+        _ => Err(invalid(
+            "ALLOWED_ORIGINS",
+            format!("{raw:?} is not an origin like https://host[:port] (ASCII; xn-- for other names)"),
+        )),
+    }
+}
+
+/// One TRUSTED_PROXIES entry: an address (a network of one) or a CIDR range.
+fn parse_proxy(raw: &str) -> Result<IpNet, ConfigError> {
+    raw.parse::<IpNet>()
+        .map(|net| net.trunc())
+        .or_else(|_| raw.parse::<IpAddr>().map(|ip| IpNet::from(ip.to_canonical())))
+        .map_err(|_| {
+            invalid(
+                "TRUSTED_PROXIES",
+                format!("{raw:?} is not an IP address or a CIDR range like 10.0.0.0/8"),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -387,6 +459,65 @@ mod tests {
             "ALLOWED_ORIGINS"
         );
         assert_eq!(parse(&["--pusher-app-key", ""]).unwrap_err().name, "PUSHER_APP_KEY");
+        assert_eq!(
+            parse(&["--http-header-timeout-secs", "0"]).unwrap_err().name,
+            "HTTP_HEADER_TIMEOUT_SECS"
+        );
+        assert_eq!(
+            parse(&["--http-body-timeout-secs", "3601"]).unwrap_err().name,
+            "HTTP_BODY_TIMEOUT_SECS"
+        );
+    }
+
+    #[test]
+    fn origins_must_be_ascii_scheme_and_host() {
+        // Slicing at a byte offset used to panic inside the multi-byte `é`.
+        for bad in [
+            "http://é/",
+            "https://bücher.example",
+            "https://",
+            "http://a/b",
+            "ftp://a",
+        ] {
+            assert_eq!(
+                parse(&["--allowed-origins", bad]).unwrap_err().name,
+                "ALLOWED_ORIGINS",
+                "{bad}"
+            );
+        }
+        let c = parse(&[
+            "--allowed-origins",
+            "https://Chat.Example.com/, http://xn--bcher-kva.example:8080",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.allowed_origins,
+            ["https://chat.example.com", "http://xn--bcher-kva.example:8080"]
+        );
+    }
+
+    #[test]
+    fn http_limits_default_and_parse() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.max_connections, Some(50_000));
+        assert_eq!(c.http_header_timeout, Duration::from_secs(10));
+        assert_eq!(c.http_body_timeout, Duration::from_secs(30));
+        assert!(c.trusted_proxies.is_empty());
+        assert_eq!(parse(&["--max-connections", "0"]).unwrap().max_connections, None);
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        let c = parse(&["--trusted-proxies", "127.0.0.1, 10.1.2.3/8,::1, fd00::/8"]).unwrap();
+        let nets: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["127.0.0.1/32", "10.0.0.0/8", "::1/128", "fd00::/8"]);
+        for bad in ["nginx", "10.0.0.0/33", "1.2.3.4:80", "10.0.0.0/8/8"] {
+            assert_eq!(
+                parse(&["--trusted-proxies", bad]).unwrap_err().name,
+                "TRUSTED_PROXIES",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// 409: conflicts with what is stored (duplicate e-mail, …).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// 408: the request body did not arrive within HTTP_BODY_TIMEOUT_SECS; the connection is closed.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// 413: the body is over the size limit.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -54,6 +57,10 @@ pub enum ApiError {
     /// ([`crate::ws::waiters::MAX_POLLS_PER_USER`]); one must end before another is held.
     #[error("you already have {0} notification polls waiting; end one before starting another")]
     TooManyPolls(usize),
+    /// 429: this client address holds as many WebSocket connections as allowed
+    /// (MAX_CONNECTIONS_PER_IP); retry after that many seconds.
+    #[error("too many connections from this address, retry in {retry_after} s")]
+    TooManyConnections { retry_after: u64 },
     /// 503: the database is down or saturated.
     #[error("the store is unavailable, retry shortly")]
     StoreUnavailable(#[source] StoreError),
@@ -86,12 +93,14 @@ impl ApiError {
             Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::Invalid(i) => (StatusCode::UNPROCESSABLE_ENTITY, i.code),
             Self::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             Self::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Self::TooManyPolls(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_polls"),
+            Self::TooManyConnections { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_connections"),
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
@@ -108,10 +117,20 @@ impl IntoResponse for ApiError {
         }
         let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));
         let mut response = (status, body).into_response();
-        if let Self::Throttled { retry_after } | Self::Busy { retry_after } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        match self {
+            Self::Throttled { retry_after } | Self::TooManyConnections { retry_after } | Self::Busy { retry_after } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            // The rest of the body may still be on its way: reading the next request from this
+            // connection would start in the middle of it.
+            Self::RequestTimeout => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

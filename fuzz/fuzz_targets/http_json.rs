@@ -11,11 +11,15 @@
 
 #![no_main]
 
-use std::sync::{LazyLock, Mutex};
+use std::{
+    net::SocketAddr,
+    sync::{LazyLock, Mutex},
+};
 
 use axum::{
     Router,
     body::{Body, to_bytes},
+    extract::connect_info::MockConnectInfo,
     http::{Method, Request, StatusCode, header},
 };
 use chatbox::{
@@ -85,6 +89,10 @@ fn settings(database_url: String) -> Settings {
         no_worker: true,
         queue_visibility_secs: 3,
         max_connections_per_ip: 1000,
+        max_connections: 50_000,
+        http_header_timeout_secs: 10,
+        http_body_timeout_secs: 30,
+        trusted_proxies: String::new(),
     }
 }
 
@@ -133,7 +141,10 @@ fn setup() -> Fixture {
     let config = Config::from_settings(settings(url)).expect("valid config");
     let (app, router, token, me, other, group) = rt.block_on(async {
         let app = App::build(config).await.expect("app builds");
-        let router = app.router();
+        // Handlers that count the client's address need a peer, as the listener gives them.
+        let router = app
+            .router()
+            .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
         let (me, token) = register(&router, "fuzzer").await;
         let (other, _) = register(&router, "other").await;
         let v = post_json(

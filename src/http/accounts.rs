@@ -6,11 +6,9 @@
 //! Logging out revokes the bearer token and the session it came with and closes the user's
 //! sockets (4009); `POST /api/logout/everywhere` revokes every token and session the user has.
 
-use std::net::SocketAddr;
-
 use axum::{
     Router,
-    extract::{ConnectInfo, State},
+    extract::State,
     http::StatusCode,
     routing::{get, post},
 };
@@ -19,6 +17,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
+use super::client_addr::ClientAddr;
 use super::extract::{Credential, CurrentUser, Json, SESSION_TOKEN_KEY, SESSION_USER_KEY, token_hash};
 use crate::{
     bus::{Broadcast, Target},
@@ -119,11 +118,11 @@ fn throttled(wait: limits::RetryAfter) -> ApiError {
 #[utoipa::path(post, path = "/api/register", tag = "accounts", request_body = RegisterBody, responses((status = 201, description = "registered and signed in: {user, token}"), (status = 409, description = "e-mail or name taken"), (status = 422, description = "invalid input"), (status = 429, description = "too many registrations from this address"), (status = 503, description = "busy: retry after Retry-After seconds")))]
 async fn register(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     session: Session,
     Json(body): Json<RegisterBody>,
 ) -> Result<(StatusCode, Json<SignedIn>), ApiError> {
-    let address = peer.ip().to_string();
+    let address = client.to_string();
     state
         .limits
         .hit(&REGISTRATIONS_PER_ADDRESS, &address)
@@ -152,11 +151,11 @@ async fn register(
 #[utoipa::path(post, path = "/api/login", tag = "accounts", request_body = LoginBody, responses((status = 200, description = "{user, token} and a session cookie"), (status = 401, description = "invalid credentials"), (status = 429, description = "too many failed attempts"), (status = 503, description = "busy: retry after Retry-After seconds")))]
 async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     session: Session,
     Json(body): Json<LoginBody>,
 ) -> Result<Json<SignedIn>, ApiError> {
-    let address = peer.ip().to_string();
+    let address = client.to_string();
     let limits = &state.limits;
     // Counted as a failure up front, given back when the password turns out right.
     limits

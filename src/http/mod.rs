@@ -1,9 +1,11 @@
 //! HTTP: axum routers per area, merged here with the layers every route shares (tracing, body
-//! limit, sessions) and a JSON 404 for unknown API routes.
+//! limit and deadline, sessions) and a JSON 404 for unknown API routes; [`serve`] is the listener.
 
 pub mod accounts;
 pub mod admin;
+pub mod body_deadline;
 pub mod broadcasting_auth;
+pub mod client_addr;
 pub mod conversations;
 pub mod extract;
 pub mod groups;
@@ -14,6 +16,7 @@ pub mod origin;
 pub mod passwords;
 pub mod people;
 pub mod pusher_api;
+pub mod serve;
 pub mod static_files;
 pub mod typing;
 
@@ -65,6 +68,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(static_files::serve)
         .layer(sessions)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.http_body_timeout,
+            body_deadline::enforce,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

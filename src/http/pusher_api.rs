@@ -40,7 +40,7 @@ const MAX_BATCH: usize = 10;
 /// Longest event name.
 const MAX_EVENT_NAME: usize = 200;
 /// How far `auth_timestamp` may be from the server's clock.
-const MAX_CLOCK_SKEW_SECS: i64 = 600;
+const MAX_CLOCK_SKEW_SECS: u64 = 600;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -182,7 +182,9 @@ fn check_signature(app: &PusherApp, app_id: &str, uri: &Uri, query: Option<&str>
     let timestamp: i64 = get("auth_timestamp")
         .and_then(|t| t.parse().ok())
         .ok_or_else(|| bad("missing auth_timestamp"))?;
-    if (chrono::Utc::now().timestamp() - timestamp).abs() > MAX_CLOCK_SKEW_SECS {
+    // `abs_diff`: a subtraction would overflow for a timestamp near i64::MIN or i64::MAX, and
+    // this runs before the signature is checked, so anyone can send one.
+    if chrono::Utc::now().timestamp().abs_diff(timestamp) > MAX_CLOCK_SKEW_SECS {
         return Err(bad("auth_timestamp is more than 600 s from the server's clock"));
     }
     if !body.is_empty() && get("body_md5") != Some(hex::encode(Md5::digest(body)).as_str()) {
@@ -263,6 +265,13 @@ mod tests {
         assert!(check_signature(&app(), "3", &uri, Some(&query), other).is_err());
         let stale = sign_request(&app(), "/apps/3/events", body, now - 601);
         assert!(check_signature(&app(), "3", &uri, Some(&stale), body).is_err());
+        for extreme in [i64::MIN, i64::MAX] {
+            let query = sign_request(&app(), "/apps/3/events", body, extreme);
+            assert!(matches!(
+                check_signature(&app(), "3", &uri, Some(&query), body),
+                Err(ApiError::BadSignature(_))
+            ));
+        }
         assert!(matches!(
             check_signature(&app(), "4", &uri, Some(&query), body),
             Err(ApiError::NotFound(_))

@@ -26,8 +26,6 @@ pub enum ProtocolError {
     UnsupportedProtocol,
     #[error("Origin not allowed")]
     OriginNotAllowed,
-    #[error("Too many connections from this address")]
-    TooManyConnections,
     #[error("Client cannot keep up with its messages")]
     SlowClient,
     #[error("Server is shutting down, reconnect")]
@@ -72,7 +70,6 @@ impl ProtocolError {
             Self::AppNotFound => (4001, Reconnect::Never),
             Self::UnsupportedProtocol => (4007, Reconnect::Never),
             Self::OriginNotAllowed => (4009, Reconnect::Never),
-            Self::TooManyConnections => (4100, Reconnect::BackOff),
             Self::SlowClient => (4100, Reconnect::BackOff),
             Self::ShuttingDown => (4200, Reconnect::Now),
             Self::PongTimeout => (4201, Reconnect::Now),
@@ -103,7 +100,6 @@ mod tests {
             ProtocolError::AppNotFound,
             ProtocolError::UnsupportedProtocol,
             ProtocolError::OriginNotAllowed,
-            ProtocolError::TooManyConnections,
             ProtocolError::SlowClient,
             ProtocolError::ShuttingDown,
             ProtocolError::PongTimeout,

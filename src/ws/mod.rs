@@ -1,24 +1,32 @@
 //! WebSocket server at `GET /app/{key}`, speaking the Pusher Channels protocol v7.
 //!
-//! The handshake checks the app key, the protocol version and the `Origin` (allow-list); each
-//! accepted socket then runs in its own task ([`connection`]) with a bounded outbox registered in
-//! the [`hub::Hub`].
+//! The handshake checks the app key, the protocol version and the `Origin` (allow-list), then the
+//! client address's connection cap (refused with HTTP 429, before upgrading); each accepted socket
+//! then runs in its own task ([`connection`]) with a bounded outbox registered in the
+//! [`hub::Hub`].
 
 pub mod connection;
 pub mod hub;
 mod session;
 pub mod waiters;
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
-    extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade},
+    extract::{Path, Query, State, WebSocketUpgrade},
     http::{HeaderMap, header},
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{bus::Bus, config::Config, http::origin::origin_allowed, protocol::ProtocolError, state::AppState};
+use crate::{
+    bus::Bus,
+    config::Config,
+    error::ApiError,
+    http::{client_addr::ClientAddr, origin::origin_allowed},
+    protocol::ProtocolError,
+    state::AppState,
+};
 
 /// Largest WebSocket message or frame accepted at all. Messages over Pusher's 10 KB but under this
 /// get a `pusher:error` and the connection stays; larger ones close it (1009).
@@ -47,20 +55,31 @@ pub struct WsContext {
     pub limits: Arc<crate::limits::Limiter>,
 }
 
-/// `GET /app/{key}`: upgrade, then either serve the socket or close it with the handshake error.
+/// Seconds a client refused for its address's connection cap is asked to wait (`Retry-After`):
+/// long enough that a reconnect loop does not hammer the handshake, short enough that a place
+/// freed by a closed tab is soon used.
+const CAP_RETRY_AFTER_SECS: u64 = 10;
+
+/// `GET /app/{key}`: refuse with 429 when the client address is at `MAX_CONNECTIONS_PER_IP`
+/// (before upgrading, so a refused client costs no socket task); otherwise upgrade, then either
+/// serve the socket or close it with the handshake error.
 pub async fn upgrade(
     State(state): State<AppState>,
     Path(key): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
     let ctx = state.ws.clone();
-    let ip = peer.ip();
-    let refused = handshake_error(&ctx.config, &key, &params, &headers).or_else(|| {
-        (!ctx.hub.admit(ip, ctx.config.max_connections_per_ip)).then_some(ProtocolError::TooManyConnections)
-    });
+    let refused = handshake_error(&ctx.config, &key, &params, &headers);
+    if refused.is_none() && !ctx.hub.admit(ip, ctx.config.max_connections_per_ip) {
+        tracing::debug!(%ip, "websocket refused: address at MAX_CONNECTIONS_PER_IP");
+        return ApiError::TooManyConnections {
+            retry_after: CAP_RETRY_AFTER_SECS,
+        }
+        .into_response();
+    }
     let tasks = ctx.tasks.clone();
     // An admitted socket whose upgrade then fails (the client left mid-handshake) never reaches
     // `serve`: give its place back here, or its address would creep towards the cap.

@@ -201,6 +201,10 @@ pub fn settings(db: &TestDb) -> Settings {
         no_worker: false,
         queue_visibility_secs: 3,
         max_connections_per_ip: 1000,
+        max_connections: 50_000,
+        http_header_timeout_secs: 10,
+        http_body_timeout_secs: 30,
+        trusted_proxies: String::new(),
     }
 }
 

@@ -14,6 +14,7 @@ mod chat;
 mod delivery;
 mod faults;
 mod health;
+mod http_limits;
 mod security;
 mod typing;
 mod worker;

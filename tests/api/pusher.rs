@@ -1,4 +1,5 @@
-//! A minimal Pusher-protocol client over tokio-tungstenite, for black-box WebSocket tests.
+//! A minimal Pusher-protocol client over tokio-tungstenite, for black-box WebSocket tests, and
+//! the Pusher HTTP API's handling of hostile signatures.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 
-use crate::helpers::TestApp;
+use crate::helpers::{Backend, TestApp, error_code};
 
 /// How long a test waits for an expected frame.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -164,4 +165,36 @@ impl PusherClient {
         assert_eq!(ok.channel.as_deref(), Some(channel));
         ok.data
     }
+}
+
+/// An `auth_timestamp` at either end of the 64-bit range is a stale clock like any other: 401,
+/// not an overflow in the check that runs before the signature's; the server answers on.
+#[tokio::test]
+async fn extreme_auth_timestamps_are_refused_and_the_server_answers_on() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let pusher = chatbox::config::PusherApp {
+        id: "test-app".into(),
+        key: "test-key".into(),
+        secret: chatbox::config::Secret::new("test-secret"),
+    };
+    let path = "/apps/test-app/events";
+    let body = r#"{"name":"note","channel":"news","data":"{}"}"#;
+    for timestamp in [i64::MIN, i64::MAX] {
+        let query = chatbox::http::pusher_api::sign_request(&pusher, path, body.as_bytes(), timestamp);
+        assert!(query.contains(&format!("auth_timestamp={timestamp}&")), "{query}");
+        let res = app
+            .client
+            .post(app.url(&format!("{path}?{query}")))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("answered, not dropped");
+        assert_eq!(
+            error_code(res, StatusCode::UNAUTHORIZED).await,
+            "invalid_signature",
+            "auth_timestamp={timestamp}"
+        );
+    }
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
 }

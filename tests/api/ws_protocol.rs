@@ -195,22 +195,26 @@ async fn connections_per_address_are_capped(backend: Backend) {
     for _ in 0..3 {
         open.push(PusherClient::connect(&app).await);
     }
-    let ws = connect_raw(&app, "/app/test-key?protocol=7", None).await;
-    assert_eq!(
-        refusal(ws).await,
-        (4100, 4100),
-        "the fourth from one address is refused"
-    );
+    let url = format!("ws://{}/app/test-key?protocol=7", app.addr);
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(
+                res.status(),
+                429,
+                "the fourth from one address is refused before upgrading"
+            );
+        }
+        Ok(_) => panic!("the fourth from one address was upgraded"),
+        Err(e) => panic!("the fourth from one address failed otherwise: {e}"),
+    }
+    for c in &mut open {
+        c.send(json!({"event": "pusher:ping", "data": {}})).await;
+        assert_eq!(c.expect("pusher:pong").await.event, "pusher:pong");
+    }
     drop(open.pop());
     // The freed slot is given back once the server has seen the close.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut ws = connect_raw(&app, "/app/test-key?protocol=7", None).await;
-        use futures_util::StreamExt;
-        let first = ws.next().await.unwrap().unwrap();
-        if first.to_text().unwrap().contains("connection_established") {
-            break;
-        }
+    while PusherClient::try_connect(app.addr).await.is_none() {
         assert!(std::time::Instant::now() < deadline, "slot never freed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
