@@ -200,6 +200,14 @@
     });
   }
 
+  function onLogoutEverywhere() {
+    var wasMe = state && state.me;
+    stopChat();
+    api('POST', '/api/logout/everywhere').catch(function () {}).then(function () {
+      if (wasMe) showAuth('login', 'You are signed out on every device.');
+    });
+  }
+
   function sessionEnded() {
     if (!state || !state.me) return;
     stopChat();
@@ -277,6 +285,14 @@
       setConnState(conn.state);
       conn.bind('state_change', function (s) {
         setConnState(s.current);
+        // The server closes a signed-out user's sockets (4009), and pusher-js does not retry
+        // them: signed out here too, or only elsewhere (then connect again).
+        if ((s.current === 'disconnected' || s.current === 'failed') && state && state.echo === echo) {
+          // A 401 here ends the session in api().
+          api('GET', '/api/me').then(function () {
+            if (state && state.echo === echo) echo.connector.pusher.connect();
+          }, function () {});
+        }
       });
 
       var me = state.me.id;
@@ -1188,6 +1204,7 @@
     $('#login-form').on('submit', onLogin);
     $('#register-form').on('submit', onRegister);
     $('#logout').on('click', onLogout);
+    $('#logout-everywhere').on('click', onLogoutEverywhere);
 
     $('#conversation-list').on('click', '.conv-item', function () {
       openConversation($(this).attr('data-key'));

@@ -497,6 +497,23 @@ describe('chatbox in the browser', () => {
     await waitUntil(async () => (await adminRowNames(admin.page)).includes(ann.name), 'Ann back in the admin list');
   });
 
+  step('signing out everywhere on a second device ends the first one live', async () => {
+    const phone = { ...ann };
+    const page = await openBrowserFor(phone, 'ann-phone');
+    await page.fill('#login-email', ann.email);
+    await page.fill('#login-password', ann.password);
+    await page.click('#login-submit');
+    await page.locator('#chat-view').waitFor();
+    await connected(page);
+    await page.click('#logout-everywhere');
+    await page.locator('#auth-view').waitFor();
+    // Ann's first browser is told by the server (its socket is closed with 4009), not by a reload.
+    await ann.page.locator('#auth-view').waitFor();
+    assert.equal((await ann.ctx.request.get(`${server.base}/api/me`)).status(), 401);
+    await shot(ann.page, '22-signed-out-everywhere');
+    await phone.ctx.close();
+  });
+
   step('no script error and no dialog on any page', async () => {
     assert.deepEqual(pageErrors, []);
     assert.deepEqual(dialogs, []);
