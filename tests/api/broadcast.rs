@@ -30,20 +30,11 @@ async fn send(app: &TestApp, from: &TestUser, path: &str, body: &str) -> Value {
     res.json::<Value>().await.unwrap()["message"].clone()
 }
 
-async fn listener(app: &TestApp, user: &TestUser) -> PusherClient {
-    let mut c = PusherClient::connect(app).await;
-    c.subscribe(app, &user.token, &format!("private-individual.message.{}", user.id))
-        .await;
-    c.subscribe(app, &user.token, &format!("private-group.message.{}", user.id))
-        .await;
-    c
-}
-
 async fn one_to_one_reaches_the_recipient_and_nobody_else(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (a, b, c) = (app.user("ann").await, app.user("ben").await, app.user("cat").await);
-    let mut b_socket = listener(&app, &b).await;
-    let mut c_socket = listener(&app, &c).await;
+    let mut b_socket = PusherClient::own_channels(&app, &b).await;
+    let mut c_socket = PusherClient::own_channels(&app, &c).await;
     let stored = send(&app, &a, &format!("/api/users/{}/messages", b.id), "  hello ben  ").await;
     assert_eq!(stored["body"], "hello ben");
     assert_eq!(stored["sender"], json!({"id": a.id, "name": "ann"}));
@@ -59,7 +50,7 @@ async fn all_and_small_groups_reach_their_members_only(backend: Backend) {
     let (a, b, c) = (app.user("ann").await, app.user("ben").await, app.user("cat").await);
     let mut sockets = Vec::new();
     for u in [&a, &b, &c] {
-        sockets.push(listener(&app, u).await);
+        sockets.push(PusherClient::own_channels(&app, u).await);
     }
     let to_all = send(&app, &c, "/api/groups/1/messages", "hi all").await;
     assert_eq!(to_all["group_id"], 1);
@@ -105,7 +96,7 @@ async fn all_and_small_groups_reach_their_members_only(backend: Backend) {
 async fn bad_sends_are_refused_and_store_nothing(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (a, b) = (app.user("ann").await, app.user("ben").await);
-    let mut b_socket = listener(&app, &b).await;
+    let mut b_socket = PusherClient::own_channels(&app, &b).await;
     let to_b = format!("/api/users/{}/messages", b.id);
     for (path, body, status, code) in [
         (
@@ -173,7 +164,7 @@ async fn bad_sends_are_refused_and_store_nothing(backend: Backend) {
 async fn a_retried_send_is_stored_and_announced_once(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (a, b) = (app.user("ann").await, app.user("ben").await);
-    let mut b_socket = listener(&app, &b).await;
+    let mut b_socket = PusherClient::own_channels(&app, &b).await;
     let path = format!("/api/users/{}/messages", b.id);
     let first = post(&app, &a, &path, json!({"body": "once", "client_id": "c-1"})).await;
     assert_eq!(first.status(), StatusCode::CREATED);
@@ -341,7 +332,7 @@ async fn two_nodes_share_the_pipeline(backend: Backend) {
     let node1 = TestApp::spawn(backend).await;
     let node2 = node1.second_node().await;
     let (a, b) = (node1.user("ann").await, node1.user("ben").await);
-    let mut b_on_node2 = listener(&node2, &b).await;
+    let mut b_on_node2 = PusherClient::own_channels(&node2, &b).await;
     let stored = send(&node1, &a, &format!("/api/users/{}/messages", b.id), "across nodes").await;
     let e = b_on_node2.expect("App\\Events\\IndividualMessage").await;
     assert_eq!(e.data["message"]["id"], stored["id"]);
@@ -378,8 +369,8 @@ async fn trigger(app: &TestApp, path: &str, body: &Value, secret: &str) -> reqwe
 async fn the_pusher_http_api_triggers_events_for_signed_requests_only(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (a, b) = (app.user("ann").await, app.user("ben").await);
-    let mut a_socket = listener(&app, &a).await;
-    let mut b_socket = listener(&app, &b).await;
+    let mut a_socket = PusherClient::own_channels(&app, &a).await;
+    let mut b_socket = PusherClient::own_channels(&app, &b).await;
     let mut public = PusherClient::connect(&app).await;
     public
         .send(json!({ "event": "pusher:subscribe", "data": { "channel": "news" } }))

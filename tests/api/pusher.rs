@@ -143,6 +143,16 @@ impl PusherClient {
         }
     }
 
+    /// A socket subscribed to `user`'s own two channels (individual and group).
+    pub async fn own_channels(app: &TestApp, user: &crate::helpers::TestUser) -> Self {
+        let mut c = Self::connect(app).await;
+        c.subscribe(app, &user.token, &format!("private-individual.message.{}", user.id))
+            .await;
+        c.subscribe(app, &user.token, &format!("private-group.message.{}", user.id))
+            .await;
+        c
+    }
+
     /// Asks the auth endpoint (bearer `token`) to sign `channel` for this socket, then subscribes.
     /// Returns the `subscription_succeeded` data.
     pub async fn subscribe(&mut self, app: &TestApp, token: &str, channel: &str) -> Value {

@@ -16,16 +16,6 @@ async fn typing(app: &TestApp, user: &TestUser, body: Value) -> reqwest::Respons
     call(app, user, reqwest::Method::POST, "/api/typing", Some(body)).await
 }
 
-/// A socket on `user`'s own two channels.
-async fn listener(app: &TestApp, user: &TestUser) -> PusherClient {
-    let mut s = PusherClient::connect(app).await;
-    s.subscribe(app, &user.token, &format!("private-individual.message.{}", user.id))
-        .await;
-    s.subscribe(app, &user.token, &format!("private-group.message.{}", user.id))
-        .await;
-    s
-}
-
 /// The next event that is not a protocol frame (`pusher:…`, `pusher_internal:…`).
 async fn next_event(s: &mut PusherClient) -> Frame {
     loop {
@@ -39,9 +29,9 @@ async fn next_event(s: &mut PusherClient) -> Frame {
 async fn one_to_one_typing_reaches_the_recipient_only(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (a, b, c) = (app.user("ann").await, app.user("ben").await, app.user("cat").await);
-    let mut ben = listener(&app, &b).await;
+    let mut ben = PusherClient::own_channels(&app, &b).await;
     // Cat is online: on presence-online, where typing used to be whispered, and on its own channels.
-    let mut cat = listener(&app, &c).await;
+    let mut cat = PusherClient::own_channels(&app, &c).await;
     cat.subscribe(&app, &c.token, "presence-online").await;
 
     let res = typing(&app, &a, json!({ "to_user": b.id })).await;
@@ -79,7 +69,7 @@ async fn group_typing_reaches_the_other_members_only(backend: Backend) {
     let dan = app.user("dan").await;
     let mut sockets = Vec::new();
     for u in [&a, &b, &c] {
-        sockets.push(listener(&app, u).await);
+        sockets.push(PusherClient::own_channels(&app, u).await);
     }
     let res = call(
         &app,
