@@ -36,6 +36,10 @@ async fn wait_for(tasks: &TaskTracker) {
 /// How often expired browser sessions and bearer tokens are swept from the database.
 const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
+/// How often uploads never sent, attachments of deleted messages and files without rows are
+/// swept (an upload waits a day for its message, so an hour more or less does not matter).
+const ATTACHMENT_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
 /// Where a server started without `PUSHER_APP_SECRET` keeps the secret it generated.
 const GENERATED_SECRET: &str = "pusher_app_secret";
 
@@ -132,6 +136,8 @@ impl App {
             store: store.clone(),
             limits: limits.clone(),
             hashing: Arc::default(),
+            imaging: Arc::default(),
+            pictures: Arc::default(),
             relay,
             ws: WsContext {
                 config,
@@ -197,6 +203,7 @@ impl App {
         ));
         tasks.spawn(relay::sweep(delivery.queue.clone(), store.clone(), shutdown.clone()));
         tasks.spawn(sweep_sessions(store.clone(), state.config.token_ttl, shutdown.clone()));
+        tasks.spawn(sweep_attachments(store.clone(), shutdown.clone()));
         if let Some(client) = delivery.redis.clone() {
             let prefix = state.config.redis_prefix.clone();
             tasks.spawn(bus::redis::subscribe(
@@ -276,6 +283,37 @@ async fn sweep_sessions(store: Store, token_ttl: Duration, shutdown: Cancellatio
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(tokens = n, "expired tokens swept"),
                     Err(e) => tracing::warn!(error = %crate::telemetry::chain(&e), "token sweep failed"),
+                }
+            }
+        }
+    }
+}
+
+async fn sweep_attachments(store: Store, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(ATTACHMENT_SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                let swept = async {
+                    let mut stale = 0;
+                    loop {
+                        let n = store.delete_stale_uploads().await?;
+                        stale += n;
+                        if n == 0 || shutdown.is_cancelled() {
+                            break;
+                        }
+                    }
+                    let orphans = store.delete_orphaned_attachments().await?;
+                    let unrecorded = store.delete_unrecorded_files(crate::files::STALE_TEMP).await?;
+                    Ok::<_, crate::store::StoreError>((stale, orphans, unrecorded))
+                };
+                match swept.await {
+                    Ok((0, 0, 0)) => {}
+                    Ok((stale, orphans, unrecorded)) => {
+                        tracing::info!(stale, orphans, unrecorded, "attachments swept");
+                    }
+                    Err(e) => tracing::warn!(error = %crate::telemetry::chain(&e), "attachment sweep failed"),
                 }
             }
         }

@@ -104,6 +104,15 @@ pub struct Settings {
     /// revokes it at once.
     #[arg(long, env = "TOKEN_TTL_DAYS", default_value_t = 30, global = true)]
     pub token_ttl_days: u32,
+    /// Folder for attachments and pictures. Unset: `attachments/` beside the SQLite file, or
+    /// `./attachments` with MySQL (every node must then see the same folder: a shared volume).
+    #[arg(long, env = "ATTACHMENTS_DIR", global = true)]
+    pub attachments_dir: Option<String>,
+    /// Largest attachment in bytes (default 10 MiB: a phone photo or a scanned document); larger
+    /// uploads are cut off while they stream in and answered 413. An upload must also arrive
+    /// within HTTP_BODY_TIMEOUT_SECS.
+    #[arg(long, env = "MAX_ATTACHMENT_BYTES", default_value_t = 10 * 1024 * 1024, global = true)]
+    pub max_attachment_bytes: u64,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -182,6 +191,10 @@ pub struct Config {
     pub http_body_timeout: Duration,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Where attachments and pictures are stored.
+    pub attachments_dir: std::path::PathBuf,
+    /// Largest attachment accepted, in bytes.
+    pub max_attachment_bytes: u64,
 }
 
 /// A setting that failed validation: names the setting and says what is wrong.
@@ -263,6 +276,17 @@ impl Config {
                 return Err(invalid(name, "must be between 1 and 3600 seconds"));
             }
         }
+        if !(1024..=1024 * 1024 * 1024).contains(&s.max_attachment_bytes) {
+            return Err(invalid(
+                "MAX_ATTACHMENT_BYTES",
+                "must be between 1 KiB (1024) and 1 GiB",
+            ));
+        }
+        let attachments_dir = match s.attachments_dir.as_deref().map(str::trim) {
+            Some("") => return Err(invalid("ATTACHMENTS_DIR", "must name a folder")),
+            Some(dir) => std::path::PathBuf::from(dir),
+            None => default_attachments_dir(&database_url, database_kind),
+        };
         if s.redis_prefix.len() > 64 || s.redis_prefix.chars().any(char::is_whitespace) {
             return Err(invalid("REDIS_PREFIX", "at most 64 characters, no white space"));
         }
@@ -290,6 +314,8 @@ impl Config {
             http_header_timeout: Duration::from_secs(s.http_header_timeout_secs),
             http_body_timeout: Duration::from_secs(s.http_body_timeout_secs),
             trusted_proxies,
+            attachments_dir,
+            max_attachment_bytes: s.max_attachment_bytes,
         })
     }
 
@@ -321,6 +347,28 @@ impl Config {
     pub fn with_secret(mut self, secret: Secret) -> Self {
         self.pusher.secret = secret;
         self
+    }
+}
+
+/// `attachments/` beside the SQLite file (`sqlite://data/chat.db` → `data/attachments`), or
+/// `./attachments` for MySQL and in-memory SQLite.
+fn default_attachments_dir(database_url: &str, kind: DatabaseKind) -> std::path::PathBuf {
+    let beside = std::path::PathBuf::from("attachments");
+    if kind != DatabaseKind::Sqlite {
+        return beside;
+    }
+    let path = database_url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path.starts_with(":memory:") {
+        return beside;
+    }
+    match std::path::Path::new(path).parent() {
+        Some(parent) => parent.join("attachments"),
+        None => beside,
     }
 }
 
@@ -405,6 +453,30 @@ mod tests {
         assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
         assert!(c.redis_url.is_none());
         assert!(c.secret_generated, "embedded without a secret: one is generated");
+    }
+
+    #[test]
+    fn attachments_live_beside_the_sqlite_file_unless_configured() {
+        let dir = |args: &[&str]| parse(args).unwrap().attachments_dir;
+        assert_eq!(dir(&[]), std::path::PathBuf::from("attachments"));
+        let beside = dir(&["--database-url", "sqlite:///var/lib/chatbox/chat.db?mode=rwc"]);
+        assert_eq!(beside, std::path::PathBuf::from("/var/lib/chatbox/attachments"));
+        assert_eq!(
+            dir(&["--database-url", "sqlite://data/chat.db"]),
+            std::path::PathBuf::from("data/attachments")
+        );
+        assert_eq!(
+            dir(&["--database-url", "mysql://root@127.0.0.1/chatbox"]),
+            std::path::PathBuf::from("attachments")
+        );
+        assert_eq!(
+            dir(&["--attachments-dir", "/srv/files"]),
+            std::path::PathBuf::from("/srv/files")
+        );
+        assert_eq!(parse(&[]).unwrap().max_attachment_bytes, 10 * 1024 * 1024);
+        let name = |args: &[&str]| parse(args).unwrap_err().name;
+        assert_eq!(name(&["--max-attachment-bytes", "10"]), "MAX_ATTACHMENT_BYTES");
+        assert_eq!(name(&["--attachments-dir", " "]), "ATTACHMENTS_DIR");
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub enum ApiError {
     /// (MAX_CONNECTIONS_PER_IP); retry after that many seconds.
     #[error("too many connections from this address, retry in {retry_after} s")]
     TooManyConnections { retry_after: u64 },
+    /// 429: the caller holds as many uploads that no message took as one user may
+    /// ([`crate::http::attachments::MAX_PENDING`]); send or wait for the daily sweep.
+    #[error("you have {0} uploads that no message uses yet; send them first")]
+    TooManyUploads(i64),
     /// 503: the database is down or saturated.
     #[error("the store is unavailable, retry shortly")]
     StoreUnavailable(#[source] StoreError),
@@ -101,6 +105,7 @@ impl ApiError {
             Self::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Self::TooManyPolls(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_polls"),
             Self::TooManyConnections { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_connections"),
+            Self::TooManyUploads(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_pending_uploads"),
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
@@ -151,6 +156,11 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownReference => {
                 Self::Invalid(Invalid::new("unknown_reference", "a referenced id does not exist"))
             }
+            StoreError::UnusableAttachment => Self::Invalid(Invalid::new(
+                "invalid_attachment",
+                "attachment_ids must name your own uploads that no message has taken yet",
+            )),
+            StoreError::Files(e) => Self::Internal(e.into()),
             StoreError::Other(e) => Self::Internal(e.into()),
         }
     }

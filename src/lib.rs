@@ -22,6 +22,7 @@ pub mod bus;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod limits;
 pub mod metrics;

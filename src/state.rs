@@ -14,6 +14,10 @@ pub struct AppState {
     pub limits: Arc<Limiter>,
     /// The bounded password-hashing pool.
     pub hashing: Arc<Hashing>,
+    /// The bounded pool for picture work (thumbnails, avatars).
+    pub imaging: Arc<crate::http::imaging::Imaging>,
+    /// Group pictures made so far.
+    pub pictures: Arc<crate::http::pictures::PictureCache>,
     /// Hands committed broadcast jobs to the outbox relay.
     pub relay: Relay,
     /// Hub, bus and shutdown for WebSocket connections.

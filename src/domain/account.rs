@@ -74,7 +74,7 @@ impl UserName {
 
 /// Characters that show nothing or reorder what follows (Unicode format characters): in a name
 /// they make `ann` and `a\u{200B}nn` two people, or turn a name around on screen.
-fn is_invisible(c: char) -> bool {
+pub fn is_invisible(c: char) -> bool {
     matches!(c,
         '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
         | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'

@@ -22,6 +22,12 @@ impl MessageBody {
         Ok(Self(b.to_owned()))
     }
 
+    /// The empty body of a message that carries attachments and no text (the only message
+    /// without text: [`MessageBody::parse`] refuses an empty one).
+    pub fn empty() -> Self {
+        Self(String::new())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -3,12 +3,14 @@
 
 mod account;
 pub mod channel;
+mod file;
 mod ids;
 mod message;
 pub mod rules;
 
-pub use account::{Email, Password, UserName};
+pub use account::{Email, Password, UserName, is_invisible};
 pub use channel::{ChannelKind, ChannelName, UserChannel};
+pub use file::FileId;
 pub use ids::{GroupId, MessageId, UserId};
 pub use message::{ClientId, GroupName, MessageBody};
 

@@ -66,6 +66,7 @@ mod tests {
             member_ids: vec![UserId(1), UserId(2), UserId(3)],
             is_all,
             created_at: chrono::Utc::now(),
+            picture_url: String::new(),
         }
     }
 

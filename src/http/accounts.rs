@@ -47,6 +47,8 @@ pub struct UserView {
     pub is_admin: bool,
     #[serde(serialize_with = "crate::domain::rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// Null when the user has no avatar (clients show initials).
+    pub avatar_url: Option<String>,
 }
 
 impl UserView {
@@ -60,6 +62,7 @@ impl UserView {
             email: shows_email.then(|| user.email.clone()),
             is_admin: user.is_admin,
             created_at: user.created_at,
+            avatar_url: crate::store::avatar_url(user.id, user.avatar.as_ref()),
         }
     }
 }

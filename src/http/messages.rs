@@ -185,9 +185,14 @@ async fn acknowledge(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SendBody {
+    /// May be empty (or left out) when the message has attachments.
+    #[serde(default)]
     body: String,
     #[serde(default)]
     client_id: Option<String>,
+    /// Ids of the sender's own uploads (`POST /api/attachments`) to send with it; at most 10.
+    #[serde(default)]
+    attachment_ids: Vec<String>,
 }
 
 /// `POST /api/users/{id}/messages` → 201 `{message}` (200 for a retry with a known `client_id`).
@@ -223,7 +228,11 @@ async fn send(
     to: Destination,
     body: SendBody,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let text = MessageBody::parse(&body.body)?;
+    let attachments = super::attachments::parse_ids(&body.attachment_ids)?;
+    let text = match MessageBody::parse(&body.body) {
+        Err(_) if !attachments.is_empty() && body.body.trim().is_empty() => MessageBody::empty(),
+        parsed => parsed?,
+    };
     let client_id = body.client_id.as_deref().map(ClientId::parse).transpose()?;
     let sender = Sender {
         id: caller.id(),
@@ -232,7 +241,7 @@ async fn send(
     let job = |m: &Message| Job::Message { message: m.clone() }.to_json();
     match state
         .store
-        .insert_message(&sender, to, &text, client_id.as_ref(), job)
+        .insert_message(&sender, to, &text, client_id.as_ref(), &attachments, job)
         .await
     {
         Ok(Inserted::New {

@@ -3,18 +3,21 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod attachments;
 pub mod body_deadline;
 pub mod broadcasting_auth;
 pub mod client_addr;
 pub mod conversations;
 pub mod extract;
 pub mod groups;
+pub mod imaging;
 pub mod messages;
 pub mod notifications;
 pub mod openapi;
 pub mod origin;
 pub mod passwords;
 pub mod people;
+pub mod pictures;
 pub mod pusher_api;
 pub mod serve;
 pub mod static_files;
@@ -26,7 +29,8 @@ use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
 use crate::{error::ApiError, state::AppState};
 
-/// Largest request body accepted (a message is at most 4,000 characters, so 64 KiB is ample).
+/// Largest request body accepted (a message is at most 4,000 characters, so 64 KiB is ample);
+/// uploads (attachments, avatars) have their own limit, `MAX_ATTACHMENT_BYTES`.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Browser sessions end after this long without a request.
@@ -56,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .merge(notifications::router())
         .merge(typing::router())
         .merge(admin::router())
+        .merge(attachments::router(state.config.max_attachment_bytes))
+        .merge(pictures::router(state.config.max_attachment_bytes))
         .merge(pusher_api::router())
         .route("/app/{key}", get(crate::ws::upgrade))
         .route("/api/config", get(client_config))

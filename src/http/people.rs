@@ -50,7 +50,10 @@ pub fn online(state: &AppState) -> HashSet<UserId> {
 fn people_json(people: &[Person], online: &HashSet<UserId>) -> Vec<Value> {
     people
         .iter()
-        .map(|p| json!({ "id": p.id, "name": p.name, "online": online.contains(&p.id) }))
+        .map(|p| {
+            json!({ "id": p.id, "name": p.name, "online": online.contains(&p.id),
+                    "avatar_url": crate::store::avatar_url(p.id, p.avatar.as_ref()) })
+        })
         .collect()
 }
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use super::{
     Conversation, Cursor, InsertedId, Store, StoreError, conversation_key, dialect, now, on_duplicate, on_pool,
 };
-use crate::domain::{Email, GroupId, UserId, UserName};
+use crate::domain::{Email, FileId, GroupId, UserId, UserName};
 
 /// A registered user as stored (without the password hash).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -16,10 +16,12 @@ pub struct User {
     /// Granted by an operator (`chatbox admin grant`), never by anything a user can do.
     pub is_admin: bool,
     pub created_at: DateTime<Utc>,
+    /// The avatar's file id; `None`: initials are shown.
+    pub avatar: Option<FileId>,
 }
 
 /// The columns of [`User`], for `SELECT {USER_COLUMNS} FROM users u`.
-const USER_COLUMNS: &str = "u.id, u.name, u.email, u.is_admin, u.created_at";
+const USER_COLUMNS: &str = "u.id, u.name, u.email, u.is_admin, u.created_at, u.avatar";
 
 #[derive(sqlx::FromRow)]
 struct Credentials {
@@ -86,6 +88,7 @@ impl Store {
             email: email.as_str().to_owned(),
             is_admin: false,
             created_at,
+            avatar: None,
         })
     }
 

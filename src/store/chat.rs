@@ -9,7 +9,7 @@ use super::{
     messages::{Message, MessageRow, SELECT_MESSAGE},
     now, on_pool,
 };
-use crate::domain::{GroupId, MessageId, UserId};
+use crate::domain::{FileId, GroupId, MessageId, UserId};
 
 /// A conversation, as read marks name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +46,9 @@ pub enum Stream {
 pub struct Person {
     pub id: UserId,
     pub name: String,
+    /// The avatar's file id, where the query reads it (`u.avatar`).
+    #[sqlx(default)]
+    pub avatar: Option<FileId>,
 }
 
 /// A stored notification row (group_created, added_to_group).
@@ -94,7 +97,9 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        Ok(page(rows, limit))
+        let mut page = page(rows, limit);
+        self.fill_attachments(&mut page.messages).await?;
+        Ok(page)
     }
 
     /// A page of a group's history (see [`Store::history_between`]).
@@ -118,7 +123,9 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        Ok(page(rows, limit))
+        let mut page = page(rows, limit);
+        self.fill_attachments(&mut page.messages).await?;
+        Ok(page)
     }
 
     /// Messages on `user`'s individual or group channel with ids after `after`, oldest first, at
@@ -149,7 +156,9 @@ impl Store {
         let rows: Vec<MessageRow> = on_pool!(self, pool => {
             sqlx::query_as(sql).bind(user).bind(after).bind(own).bind(i64::from(limit)).fetch_all(pool).await?
         });
-        Ok(rows.into_iter().map(Message::from).collect())
+        let mut messages: Vec<Message> = rows.into_iter().map(Message::from).collect();
+        self.fill_attachments(&mut messages).await?;
+        Ok(messages)
     }
 
     /// The newest message of a conversation, if any.
@@ -215,7 +224,7 @@ impl Store {
     /// Database errors.
     pub async fn people(&self) -> Result<Vec<Person>, StoreError> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_as("SELECT id, name FROM users ORDER BY name_key").fetch_all(pool).await?
+            sqlx::query_as("SELECT id, name, avatar FROM users ORDER BY name_key").fetch_all(pool).await?
         }))
     }
 
@@ -273,7 +282,7 @@ impl Store {
     pub async fn friends(&self, me: UserId) -> Result<Vec<Person>, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT u.id, u.name FROM friends f JOIN users u ON u.id = f.friend_id WHERE f.user_id = ? ORDER BY u.name_key",
+                "SELECT u.id, u.name, u.avatar FROM friends f JOIN users u ON u.id = f.friend_id WHERE f.user_id = ? ORDER BY u.name_key",
             )
             .bind(me)
             .fetch_all(pool)

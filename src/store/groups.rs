@@ -48,6 +48,13 @@ pub struct Group {
     pub is_all: bool,
     #[serde(serialize_with = "crate::domain::rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// The group's picture, made of members' avatars (`GET` answers an SVG).
+    pub picture_url: String,
+}
+
+/// The URL of a group's picture.
+pub fn picture_url(group: GroupId) -> String {
+    format!("/api/groups/{group}/picture")
 }
 
 #[derive(sqlx::FromRow)]
@@ -94,6 +101,7 @@ impl Store {
             member_ids,
             is_all: false,
             created_at,
+            picture_url: picture_url(GroupId(id)),
         })
     }
 
@@ -117,6 +125,7 @@ impl Store {
             member_ids,
             is_all: row.is_all,
             created_at: row.created_at,
+            picture_url: picture_url(row.id),
         }))
     }
 
@@ -178,6 +187,7 @@ impl Store {
             .into_iter()
             .map(|r| Group {
                 member_ids: by_group.remove(&r.id).unwrap_or_default(),
+                picture_url: picture_url(r.id),
                 id: r.id,
                 name: r.name,
                 owner_id: r.owner_id,
@@ -198,14 +208,19 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a group with its members and messages.
+    /// Deletes a group with its members and messages, and the messages' attachments with their
+    /// files.
     ///
     /// # Errors
-    /// Database errors.
+    /// Database errors. Attachments that cannot be deleted at once are logged and left to the
+    /// hourly sweep: the group is deleted either way.
     pub async fn delete_group(&self, group: GroupId) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query("DELETE FROM chat_groups WHERE id = ? AND is_all = FALSE").bind(group).execute(pool).await.map(drop)?
         });
+        if let Err(e) = self.delete_orphaned_attachments().await {
+            tracing::warn!(error = %crate::telemetry::chain(&e), group_id = %group, "attachments of a deleted group left to the sweep");
+        }
         Ok(())
     }
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{InsertedId, Store, StoreError, is_unique_violation, now, on_pool};
-use crate::domain::{ClientId, GroupId, MessageBody, MessageId, UserId};
+use super::{InsertedId, Store, StoreError, attachments::attach, is_unique_violation, now, on_pool};
+use crate::domain::{ClientId, FileId, GroupId, MessageBody, MessageId, UserId};
 
 /// The sender as a message shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +29,9 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Files sent with it, oldest upload first; empty for text only.
+    #[serde(default)]
+    pub attachments: Vec<super::Attachment>,
 }
 
 /// Where a message goes.
@@ -63,6 +66,7 @@ impl From<MessageRow> for Message {
             body: r.body,
             created_at: r.created_at,
             client_id: r.client_id,
+            attachments: Vec::new(),
         }
     }
 }
@@ -93,18 +97,20 @@ pub(super) const SELECT_MESSAGE: &str = "SELECT m.id, m.sender_id, u.name AS sen
      m.client_id, m.created_at FROM messages m JOIN users u ON u.id = m.sender_id";
 
 impl Store {
-    /// Stores a message and its broadcast job (built by `job` from the stored message) in one
-    /// transaction: either both are committed or neither.
+    /// Stores a message, gives it the sender's uploads `attachments`, and stores its broadcast
+    /// job (built by `job` from the stored message), in one transaction: all or nothing.
     ///
     /// # Errors
     /// [`StoreError::Duplicate`] with `"client_id"` when the client id was used before for another
-    /// destination; database errors.
+    /// destination; [`StoreError::UnusableAttachment`] when an attachment is not the sender's
+    /// or was already sent; database errors.
     pub async fn insert_message(
         &self,
         sender: &Sender,
         to: Destination,
         body: &MessageBody,
         client_id: Option<&ClientId>,
+        attachments: &[FileId],
         job: impl FnOnce(&Message) -> String,
     ) -> Result<Inserted, StoreError> {
         let (recipient_id, group_id, pair) = match to {
@@ -119,6 +125,7 @@ impl Store {
             body: body.as_str().to_owned(),
             created_at: now(),
             client_id: client_id.map(|c| c.as_str().to_owned()),
+            attachments: Vec::new(),
         };
         let inserted = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -141,6 +148,9 @@ impl Store {
                 Err(e) => return Err(e.into()),
                 Ok(done) => {
                     message.id = MessageId(done.inserted_id());
+                    if !attachments.is_empty() {
+                        message.attachments = attach!(tx, message.id, sender.id, attachments);
+                    }
                     let job = job(&message);
                     let outbox_id = sqlx::query("INSERT INTO outbox (job, created_at) VALUES (?, ?)")
                         .bind(&job)
@@ -173,7 +183,9 @@ impl Store {
         let row: Option<MessageRow> = on_pool!(self, pool => {
             sqlx::query_as(sql).bind(sender).bind(client_id.as_str()).fetch_optional(pool).await?
         });
-        Ok(row.map(Message::from))
+        let mut found: Vec<Message> = row.map(Message::from).into_iter().collect();
+        self.fill_attachments(&mut found).await?;
+        Ok(found.pop())
     }
 
     /// Outbox rows older than `age`, oldest first: `(outbox_id, job)`.

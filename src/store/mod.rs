@@ -7,30 +7,39 @@
 //! `mysql.rs` and `sqlite.rs`.
 
 mod accounts;
+pub(crate) mod attachments;
 mod chat;
 mod cursors;
 mod groups;
 mod messages;
 mod mysql;
+mod pictures;
 mod sessions;
 mod sqlite;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::{MySqlPool, SqlitePool};
 
-use crate::config::{Config, DatabaseKind};
+use crate::{
+    config::{Config, DatabaseKind},
+    files::Storage,
+};
 
 pub use accounts::{AccountRef, User};
+pub use attachments::{Attachment, NewAttachment, PENDING_TTL, Readable};
 pub use chat::{Conversation, EventRow, Page, Person, Stream, conversation_key};
 pub use cursors::Cursor;
 pub use groups::Group;
 pub use messages::{Destination, Inserted, Message, Sender};
+pub use pictures::{GROUP_PICTURE_TILES, PictureMember, avatar_url};
 pub use sessions::SESSION_USER_KEY;
 
-/// Handle to the database; cheap to clone (a pool handle).
+/// Handle to the database and the files stored beside it (attachments, avatars: their rows and
+/// bytes are deleted together); cheap to clone (a pool handle).
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    files: Storage,
 }
 
 #[derive(Clone, Debug)]
@@ -74,6 +83,13 @@ pub enum StoreError {
     /// A referenced row does not exist (a foreign key refused the write).
     #[error("a referenced row does not exist")]
     UnknownReference,
+    /// An attachment id names no upload of the sender that a message could still take (someone
+    /// else's, already attached, or unknown) (HTTP 422).
+    #[error("an attachment cannot be used")]
+    UnusableAttachment,
+    /// A stored file cannot be written or read (HTTP 500).
+    #[error("file storage error")]
+    Files(#[source] std::io::Error),
     /// Anything else: a bug or a schema mismatch (HTTP 500).
     #[error("database error")]
     Other(#[source] sqlx::Error),
@@ -129,17 +145,23 @@ trait InsertedId {
 
 impl Store {
     /// Connects to the configured database, creating the SQLite file or the MySQL database when
-    /// it does not exist yet.
+    /// it does not exist yet, and opens `ATTACHMENTS_DIR` (created when missing).
     ///
     /// # Errors
-    /// The database cannot be reached or refused the credentials.
+    /// The database cannot be reached or refused the credentials; the folder cannot be created.
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
         let url = config.database_url.expose();
         let backend = match config.database_kind {
             DatabaseKind::Sqlite => Backend::Sqlite(sqlite::connect(url, config.db_max_connections).await?),
             DatabaseKind::MySql => Backend::MySql(mysql::connect(url, config.db_max_connections).await?),
         };
-        Ok(Self { backend })
+        let files = Storage::open(&config.attachments_dir).await.map_err(|e| {
+            anyhow::anyhow!(
+                "ATTACHMENTS_DIR: cannot create {}: {e}",
+                config.attachments_dir.display()
+            )
+        })?;
+        Ok(Self { backend, files })
     }
 
     /// Applies the migrations of the live dialect that are not applied yet.

@@ -349,7 +349,7 @@ async fn search_people_and_friends(backend: Backend) {
     let friends = get_json(&app, &c, "/api/friends").await;
     assert_eq!(
         friends["friends"],
-        json!([{"id": a.id, "name": "Annabel", "online": false}])
+        json!([{"id": a.id, "name": "Annabel", "online": false, "avatar_url": null}])
     );
     let res = call(
         &app,

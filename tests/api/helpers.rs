@@ -75,6 +75,8 @@ pub struct TestDb {
     /// Redis for the production backend, and the key prefix isolating this test.
     pub redis_url: Option<String>,
     pub redis_prefix: String,
+    /// ATTACHMENTS_DIR of this test's servers (every node shares it, as a shared volume would).
+    pub files: std::path::PathBuf,
     _dir: Option<tempfile::TempDir>,
     mysql_server: Option<String>,
     name: String,
@@ -91,19 +93,24 @@ impl TestDb {
                     url,
                     redis_url: None,
                     redis_prefix: String::new(),
+                    files: dir.path().join("attachments"),
                     _dir: Some(dir),
                     mysql_server: None,
                     name,
                 }
             }
-            Backend::MySql(server, redis) => Self {
-                url: format!("{server}/{name}"),
-                redis_url: Some(redis.clone()),
-                redis_prefix: format!("{name}:"),
-                _dir: None,
-                mysql_server: Some(server.clone()),
-                name,
-            },
+            Backend::MySql(server, redis) => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                Self {
+                    url: format!("{server}/{name}"),
+                    redis_url: Some(redis.clone()),
+                    redis_prefix: format!("{name}:"),
+                    files: dir.path().join("attachments"),
+                    _dir: Some(dir),
+                    mysql_server: Some(server.clone()),
+                    name,
+                }
+            }
         }
     }
 }
@@ -115,6 +122,7 @@ impl TestDb {
             url: self.url.clone(),
             redis_url: self.redis_url.clone(),
             redis_prefix: self.redis_prefix.clone(),
+            files: self.files.clone(),
             _dir: None,
             mysql_server: None,
             name: String::new(),
@@ -163,6 +171,7 @@ pub fn chatbox_cli(db: &TestDb, args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatbox"))
         .args(args)
         .env("DATABASE_URL", &db.url)
+        .env("ATTACHMENTS_DIR", &db.files)
         .env_remove("REDIS_URL")
         .env_remove("ADMIN_EMAILS")
         .env_remove("PUSHER_APP_SECRET")
@@ -205,6 +214,8 @@ pub fn settings(db: &TestDb) -> Settings {
         http_header_timeout_secs: 10,
         http_body_timeout_secs: 30,
         trusted_proxies: String::new(),
+        attachments_dir: Some(db.files.display().to_string()),
+        max_attachment_bytes: 10 * 1024 * 1024,
     }
 }
 
@@ -369,6 +380,7 @@ pub fn worker_process(db: &TestDb, redis: &str) -> Killed {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_chatbox"))
         .arg("worker")
         .env("DATABASE_URL", &db.url)
+        .env("ATTACHMENTS_DIR", &db.files)
         .env("REDIS_URL", redis)
         .env("REDIS_PREFIX", &db.redis_prefix)
         .env("QUEUE_VISIBILITY_SECS", "3")

@@ -8,6 +8,7 @@ mod proxy;
 mod pusher;
 
 mod accounts;
+mod attachments;
 mod broadcast;
 mod chaos;
 mod chat;

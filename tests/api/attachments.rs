@@ -1,0 +1,628 @@
+//! Attachments and pictures: uploads typed by their bytes and capped while they stream, messages
+//! that carry them (answer, history, live event), who may read them, the headers they are served
+//! with, thumbnails, files deleted with their group, avatars without metadata, group pictures.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageFormat, RgbImage};
+use reqwest::{StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{Backend, TestApp, TestDb, TestUser, backend_tests, error_code, settings},
+    pusher::PusherClient,
+};
+
+/// A multipart body with one part: `(Content-Type header, body)`.
+fn multipart(field: &str, file_name: &str, content_type: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "chatbox-test-boundary-7d1f";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{file_name}\"\r\n\
+         Content-Type: {content_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn upload(
+    app: &TestApp,
+    user: &TestUser,
+    file_name: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> reqwest::Response {
+    let (ct, body) = multipart("file", file_name, content_type, bytes);
+    user.client
+        .post(app.url("/api/attachments"))
+        .bearer_auth(&user.token)
+        .header(header::CONTENT_TYPE, ct)
+        .body(body)
+        .send()
+        .await
+        .expect("upload")
+}
+
+/// Uploads and returns the `attachment` after checking for 201.
+async fn uploaded(app: &TestApp, user: &TestUser, file_name: &str, content_type: &str, bytes: &[u8]) -> Value {
+    let res = upload(app, user, file_name, content_type, bytes).await;
+    assert_eq!(res.status(), StatusCode::CREATED, "upload {file_name}");
+    res.json::<Value>().await.unwrap()["attachment"].clone()
+}
+
+async fn get(app: &TestApp, user: &TestUser, path: &str) -> reqwest::Response {
+    user.client
+        .get(app.url(path))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn post(app: &TestApp, user: &TestUser, path: &str, body: Value) -> reqwest::Response {
+    user.client
+        .post(app.url(path))
+        .bearer_auth(&user.token)
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
+}
+
+/// Sends `attachment_ids` (and `body`) and returns the stored message after checking for 201.
+async fn send(app: &TestApp, from: &TestUser, path: &str, body: &str, ids: &[&Value]) -> Value {
+    let ids: Vec<&Value> = ids.iter().map(|a| &a["id"]).collect();
+    let res = post(app, from, path, json!({ "body": body, "attachment_ids": ids })).await;
+    assert_eq!(res.status(), StatusCode::CREATED, "{path}");
+    res.json::<Value>().await.unwrap()["message"].clone()
+}
+
+/// A photo-like PNG (a gradient, so it does not compress to nothing).
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let image = RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 7 % 256) as u8, (y * 13 % 256) as u8, ((x ^ y) % 256) as u8])
+    });
+    let mut out = Vec::new();
+    DynamicImage::ImageRgb8(image)
+        .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// Marker inside the EXIF block of [`jpeg_with_exif`], as a GPS position would be.
+const EXIF_SECRET: &[u8] = b"GPS 52.3731N 4.8922E home";
+
+/// A JPEG with an EXIF block (APP1) right after its start marker, holding [`EXIF_SECRET`].
+fn jpeg_with_exif(width: u32, height: u32) -> Vec<u8> {
+    let mut plain = Vec::new();
+    DynamicImage::ImageRgb8(RgbImage::from_fn(width, height, |x, _| {
+        image::Rgb([(x % 256) as u8, 90, 160])
+    }))
+    .write_to(&mut Cursor::new(&mut plain), ImageFormat::Jpeg)
+    .unwrap();
+    // Exif header, then a big-endian TIFF header whose first IFD has one ASCII entry (0x010E,
+    // ImageDescription) pointing at the secret.
+    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
+    tiff.extend_from_slice(&1u16.to_be_bytes());
+    tiff.extend_from_slice(&0x010Eu16.to_be_bytes());
+    tiff.extend_from_slice(&2u16.to_be_bytes());
+    tiff.extend_from_slice(&(EXIF_SECRET.len() as u32).to_be_bytes());
+    tiff.extend_from_slice(&26u32.to_be_bytes());
+    tiff.extend_from_slice(&0u32.to_be_bytes());
+    tiff.extend_from_slice(EXIF_SECRET);
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = plain[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&plain[2..]);
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn header_of<'a>(res: &'a reqwest::Response, name: &str) -> &'a str {
+    res.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// Stored files (not the temporary folder), by name.
+fn stored_files(db: &TestDb) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(&db.files)
+        .expect("attachments folder")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn uploads_are_typed_by_their_bytes_and_served_safely(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ann = app.user("ann").await;
+    let photo = png(800, 600);
+    let a = uploaded(&app, &ann, "holiday.png", "text/html", &photo).await;
+    assert_eq!(a["content_type"], "image/png", "sniffed, not the claimed text/html");
+    assert_eq!(a["name"], "holiday.png");
+    assert_eq!(a["size"], photo.len());
+    let id = a["id"].as_str().unwrap();
+    assert_eq!(a["url"], format!("/api/attachments/{id}"));
+    let res = get(&app, &ann, a["url"].as_str().unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header_of(&res, "content-type"), "image/png");
+    assert_eq!(header_of(&res, "x-content-type-options"), "nosniff");
+    assert!(header_of(&res, "content-security-policy").contains("sandbox"));
+    assert!(header_of(&res, "content-disposition").starts_with("inline; filename=\"holiday.png\""));
+    assert_eq!(res.bytes().await.unwrap().as_ref(), &photo[..], "served as uploaded");
+
+    let thumb = get(
+        &app,
+        &ann,
+        a["thumbnail_url"].as_str().expect("a picture has a thumbnail"),
+    )
+    .await;
+    assert_eq!(thumb.status(), StatusCode::OK);
+    assert_eq!(header_of(&thumb, "x-content-type-options"), "nosniff");
+    let thumb = thumb.bytes().await.unwrap();
+    assert!(thumb.len() < photo.len(), "smaller: {} vs {}", thumb.len(), photo.len());
+    let t = image::load_from_memory(&thumb).expect("the thumbnail is a picture");
+    assert_eq!((t.width(), t.height()), (320, 240), "fits 320 px, keeps the aspect");
+
+    let page = b"<!DOCTYPE html><html><script>alert(document.cookie)</script></html>";
+    let h = uploaded(&app, &ann, "r\u{e9}sum\u{e9} final.png", "image/png", page).await;
+    let kind = h["content_type"].as_str().unwrap();
+    assert!(kind == "text/plain" || kind == "application/octet-stream", "{kind}");
+    assert!(h["thumbnail_url"].is_null(), "no thumbnail for what is not a picture");
+    let res = get(&app, &ann, h["url"].as_str().unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let served = header_of(&res, "content-type");
+    assert!(!served.contains("html") && !served.starts_with("image/"), "{served}");
+    assert_eq!(header_of(&res, "x-content-type-options"), "nosniff");
+    assert!(header_of(&res, "content-security-policy").contains("sandbox"));
+    assert_eq!(
+        header_of(&res, "content-disposition"),
+        "attachment; filename=\"r_sum_ final.png\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20final.png"
+    );
+    let pdf = uploaded(&app, &ann, "../../notes.pdf", "image/png", b"%PDF-1.7\n%...").await;
+    assert_eq!(pdf["content_type"], "application/pdf");
+    assert_eq!(pdf["name"], "notes.pdf", "no path from the client's name");
+    let res = get(&app, &ann, pdf["url"].as_str().unwrap()).await;
+    assert!(header_of(&res, "content-disposition").starts_with("attachment;"));
+
+    let code = error_code(
+        upload(&app, &ann, "empty.txt", "text/plain", b"").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(code, "empty_file");
+    let (ct, body) = multipart("other", "a.txt", "text/plain", b"hi");
+    let res = ann
+        .client
+        .post(app.url("/api/attachments"))
+        .bearer_auth(&ann.token)
+        .header(header::CONTENT_TYPE, ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(res, StatusCode::BAD_REQUEST).await, "missing_file");
+    let anonymous = app.client.post(app.url("/api/attachments")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn uploads_over_the_cap_are_refused_and_leave_nothing(backend: Backend) {
+    let db = TestDb::new(&backend);
+    let mut s = settings(&db);
+    s.max_attachment_bytes = 64 * 1024;
+    let app = TestApp::spawn_with(db, s).await;
+    let ann = app.user("ann").await;
+    let cap = 64 * 1024;
+    for size in [cap + 1, 4 * cap] {
+        let res = upload(&app, &ann, "big.bin", "application/octet-stream", &vec![7u8; size]).await;
+        assert_eq!(
+            error_code(res, StatusCode::PAYLOAD_TOO_LARGE).await,
+            "payload_too_large",
+            "{size} bytes"
+        );
+    }
+    assert_eq!(stored_files(app.db()), Vec::<String>::new(), "nothing stored");
+    let temps = std::fs::read_dir(app.db().files.join("tmp")).unwrap().count();
+    assert_eq!(temps, 0, "no temporary file left");
+    let exact = uploaded(&app, &ann, "exact.bin", "application/octet-stream", &vec![7u8; cap]).await;
+    assert_eq!(exact["size"], cap, "exactly the cap is accepted");
+    assert_eq!(stored_files(app.db()).len(), 1);
+}
+
+async fn pending_uploads_are_bounded_per_user(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (ann, ben) = (app.user("ann").await, app.user("ben").await);
+    let mut first = None;
+    for i in 0..20 {
+        let a = uploaded(&app, &ann, &format!("{i}.txt"), "text/plain", b"note").await;
+        first.get_or_insert(a);
+    }
+    let res = upload(&app, &ann, "21.txt", "text/plain", b"note").await;
+    assert_eq!(
+        error_code(res, StatusCode::TOO_MANY_REQUESTS).await,
+        "too_many_pending_uploads"
+    );
+    uploaded(&app, &ben, "mine.txt", "text/plain", b"note").await;
+    send(
+        &app,
+        &ann,
+        &format!("/api/users/{}/messages", ben.id),
+        "",
+        &[first.as_ref().unwrap()],
+    )
+    .await;
+    uploaded(&app, &ann, "21.txt", "text/plain", b"note").await;
+}
+
+async fn messages_carry_their_attachments_everywhere(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (ann, ben) = (app.user("ann").await, app.user("ben").await);
+    let mut ben_socket = PusherClient::own_channels(&app, &ben).await;
+    let photo = uploaded(&app, &ann, "cat.png", "image/png", &png(400, 300)).await;
+    let notes = uploaded(&app, &ann, "notes.txt", "text/plain", b"bring snacks").await;
+    let path = format!("/api/users/{}/messages", ben.id);
+    let code = error_code(
+        post(&app, &ann, &path, json!({ "body": "  " })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(code, "invalid_message", "an empty body needs an attachment");
+    let message = send(&app, &ann, &path, "", &[&photo, &notes, &photo]).await;
+    assert_eq!(message["body"], "");
+    assert_eq!(
+        message["attachments"],
+        json!([photo, notes]),
+        "in upload order, once each"
+    );
+    let event = ben_socket.expect("App\\Events\\IndividualMessage").await;
+    assert_eq!(event.data["message"], message, "the live event carries them");
+    for (reader, other) in [(&ann, ben.id), (&ben, ann.id)] {
+        let history: Value = get(&app, reader, &format!("/api/users/{other}/messages"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(history["messages"][0], message, "history carries them");
+    }
+    let plain = send(&app, &ann, &path, "no files", &[]).await;
+    assert_eq!(plain["attachments"], json!([]), "every message has the list");
+}
+
+async fn only_those_who_may_read_the_message_get_its_files(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (ann, ben, cat) = (app.user("ann").await, app.user("ben").await, app.user("cat").await);
+    let photo = uploaded(&app, &ann, "cat.png", "image/png", &png(500, 400)).await;
+    let urls = [photo["url"].as_str().unwrap(), photo["thumbnail_url"].as_str().unwrap()];
+    for url in urls {
+        assert_eq!(
+            get(&app, &ann, url).await.status(),
+            StatusCode::OK,
+            "the uploader before sending"
+        );
+        for other in [&ben, &cat] {
+            assert_eq!(
+                get(&app, other, url).await.status(),
+                StatusCode::NOT_FOUND,
+                "nobody else before sending"
+            );
+        }
+    }
+    send(
+        &app,
+        &ann,
+        &format!("/api/users/{}/messages", ben.id),
+        "look",
+        &[&photo],
+    )
+    .await;
+    for url in urls {
+        assert_eq!(get(&app, &ann, url).await.status(), StatusCode::OK, "sender");
+        assert_eq!(get(&app, &ben, url).await.status(), StatusCode::OK, "recipient");
+        let res = get(&app, &cat, url).await;
+        assert_eq!(
+            error_code(res, StatusCode::NOT_FOUND).await,
+            "not_found",
+            "a third user"
+        );
+    }
+    let unknown = format!("/api/attachments/{}", "0".repeat(32));
+    assert_eq!(get(&app, &ann, &unknown).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&app, &ann, "/api/attachments/..%2F..%2Fchatbox.db").await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let res = post(
+        &app,
+        &ann,
+        "/api/groups",
+        json!({ "name": "pair", "member_ids": [ben.id] }),
+    )
+    .await;
+    let gid = res.json::<Value>().await.unwrap()["group"]["id"].as_i64().unwrap();
+    let doc = uploaded(&app, &ben, "plan.pdf", "application/pdf", b"%PDF-1.4\nplan").await;
+    send(&app, &ben, &format!("/api/groups/{gid}/messages"), "the plan", &[&doc]).await;
+    let url = doc["url"].as_str().unwrap();
+    assert_eq!(get(&app, &ann, url).await.status(), StatusCode::OK, "a member");
+    assert_eq!(get(&app, &ben, url).await.status(), StatusCode::OK, "the sender");
+    assert_eq!(
+        get(&app, &cat, url).await.status(),
+        StatusCode::NOT_FOUND,
+        "not a member"
+    );
+    let res = ann
+        .client
+        .delete(app.url(&format!("/api/groups/{gid}/members/{}", ben.id)))
+        .bearer_auth(&ann.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        get(&app, &ben, url).await.status(),
+        StatusCode::NOT_FOUND,
+        "no longer a member"
+    );
+}
+
+async fn attachments_must_be_the_senders_own_and_unsent(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (ann, ben) = (app.user("ann").await, app.user("ben").await);
+    let to_ben = format!("/api/users/{}/messages", ben.id);
+    let to_ann = format!("/api/users/{}/messages", ann.id);
+    let mine = uploaded(&app, &ann, "a.txt", "text/plain", b"ann's").await;
+    let his = uploaded(&app, &ben, "b.txt", "text/plain", b"ben's").await;
+    let code = |res| error_code(res, StatusCode::UNPROCESSABLE_ENTITY);
+    let res = post(
+        &app,
+        &ben,
+        &to_ann,
+        json!({ "body": "x", "attachment_ids": [mine["id"]] }),
+    )
+    .await;
+    assert_eq!(code(res).await, "invalid_attachment", "someone else's upload");
+    let res = post(
+        &app,
+        &ann,
+        &to_ben,
+        json!({ "body": "x", "attachment_ids": [mine["id"], his["id"]] }),
+    )
+    .await;
+    assert_eq!(code(res).await, "invalid_attachment", "one of them someone else's");
+    let res = post(&app, &ann, &to_ben, json!({ "body": "x", "attachment_ids": ["nope"] })).await;
+    assert_eq!(code(res).await, "invalid_attachment");
+    let eleven: Vec<String> = (0..11).map(|i| format!("{i:032x}")).collect();
+    let res = post(&app, &ann, &to_ben, json!({ "body": "x", "attachment_ids": eleven })).await;
+    assert_eq!(code(res).await, "too_many_attachments");
+    let history: Value = get(&app, &ann, &to_ben).await.json().await.unwrap();
+    assert_eq!(history["messages"], json!([]), "refused sends stored nothing");
+    let sent = send(&app, &ann, &to_ben, "mine", &[&mine]).await;
+    assert_eq!(
+        sent["attachments"][0]["id"], mine["id"],
+        "the refused send left it unsent"
+    );
+    let res = post(
+        &app,
+        &ann,
+        &to_ben,
+        json!({ "body": "again", "attachment_ids": [mine["id"]] }),
+    )
+    .await;
+    assert_eq!(code(res).await, "invalid_attachment", "already sent");
+}
+
+async fn files_go_with_their_group(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (ann, ben) = (app.user("ann").await, app.user("ben").await);
+    let res = post(
+        &app,
+        &ann,
+        "/api/groups",
+        json!({ "name": "trip", "member_ids": [ben.id] }),
+    )
+    .await;
+    let gid = res.json::<Value>().await.unwrap()["group"]["id"].as_i64().unwrap();
+    let photo = uploaded(&app, &ann, "view.png", "image/png", &png(640, 480)).await;
+    let kept = uploaded(&app, &ann, "kept.txt", "text/plain", b"not sent").await;
+    send(&app, &ann, &format!("/api/groups/{gid}/messages"), "", &[&photo]).await;
+    let id = photo["id"].as_str().unwrap();
+    let before = stored_files(app.db());
+    assert!(
+        before.contains(&id.to_owned()) && before.contains(&format!("{id}.thumb")),
+        "{before:?}"
+    );
+    let res = ann
+        .client
+        .delete(app.url(&format!("/api/groups/{gid}")))
+        .bearer_auth(&ann.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        stored_files(app.db()),
+        vec![kept["id"].as_str().unwrap().to_owned()],
+        "the group's files are gone"
+    );
+    assert_eq!(
+        get(&app, &ann, photo["url"].as_str().unwrap()).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&app, &ann, kept["url"].as_str().unwrap()).await.status(),
+        StatusCode::OK
+    );
+}
+
+async fn put_avatar(app: &TestApp, user: &TestUser, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+    user.client
+        .put(app.url("/api/me/avatar"))
+        .bearer_auth(&user.token)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn avatars_are_square_and_stripped_of_metadata(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (ann, ben) = (app.user("ann").await, app.user("ben").await);
+    let me: Value = get(&app, &ann, "/api/me").await.json().await.unwrap();
+    assert!(me["user"]["avatar_url"].is_null(), "none yet");
+    let photo = jpeg_with_exif(600, 400);
+    assert!(
+        contains(&photo, b"Exif\0\0") && contains(&photo, EXIF_SECRET),
+        "the upload has EXIF"
+    );
+    assert!(image::load_from_memory(&photo).is_ok(), "and is a valid JPEG");
+    let res = put_avatar(&app, &ann, "image/jpeg", photo).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let url = res.json::<Value>().await.unwrap()["user"]["avatar_url"]
+        .as_str()
+        .expect("avatar_url")
+        .to_owned();
+    let res = get(&app, &ben, &url).await;
+    assert_eq!(res.status(), StatusCode::OK, "others see it");
+    assert_eq!(header_of(&res, "x-content-type-options"), "nosniff");
+    let stored = res.bytes().await.unwrap();
+    assert!(
+        !contains(&stored, b"Exif") && !contains(&stored, EXIF_SECRET),
+        "no EXIF in the stored avatar"
+    );
+    let a = image::load_from_memory(&stored).unwrap();
+    assert_eq!((a.width(), a.height()), (256, 256));
+    let me: Value = get(&app, &ann, "/api/me").await.json().await.unwrap();
+    assert_eq!(me["user"]["avatar_url"], url.as_str());
+    let users: Value = get(&app, &ben, "/api/users").await.json().await.unwrap();
+    let listed = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == ann.id)
+        .unwrap()
+        .clone();
+    assert_eq!(listed["avatar_url"], url.as_str(), "lists show it");
+
+    let (ct, body) = multipart("file", "new.png", "image/png", &png(300, 300));
+    let res = put_avatar(&app, &ann, &ct, body).await;
+    assert_eq!(res.status(), StatusCode::OK, "multipart works too");
+    let newer = res.json::<Value>().await.unwrap()["user"]["avatar_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(newer, url, "a new avatar, a new URL");
+    assert_eq!(
+        get(&app, &ben, &url).await.status(),
+        StatusCode::NOT_FOUND,
+        "the old one is gone"
+    );
+    let res = put_avatar(&app, &ann, "image/png", b"<svg onload=alert(1)/>".to_vec()).await;
+    assert_eq!(
+        error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await,
+        "invalid_picture"
+    );
+    let res = ann
+        .client
+        .delete(app.url("/api/me/avatar"))
+        .bearer_auth(&ann.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let me: Value = get(&app, &ann, "/api/me").await.json().await.unwrap();
+    assert!(me["user"]["avatar_url"].is_null(), "initials again");
+    assert_eq!(get(&app, &ben, &newer).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(stored_files(app.db()), Vec::<String>::new(), "avatar files deleted");
+}
+
+async fn group_pictures_are_made_of_members(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (ann, ben, cat) = (app.user("ann").await, app.user("ben").await, app.user("cat").await);
+    assert_eq!(
+        put_avatar(&app, &ann, "image/png", png(200, 200)).await.status(),
+        StatusCode::OK
+    );
+    let res = post(
+        &app,
+        &ann,
+        "/api/groups",
+        json!({ "name": "duo", "member_ids": [ben.id] }),
+    )
+    .await;
+    let group = res.json::<Value>().await.unwrap()["group"].clone();
+    let url = group["picture_url"].as_str().expect("picture_url").to_owned();
+    let res = get(&app, &ben, &url).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header_of(&res, "content-type"), "image/svg+xml");
+    assert_eq!(header_of(&res, "x-content-type-options"), "nosniff");
+    assert!(header_of(&res, "content-security-policy").contains("sandbox"));
+    let etag = header_of(&res, "etag").to_owned();
+    let svg = res.text().await.unwrap();
+    assert_eq!(svg.matches("href=\"data:image/").count(), 1, "ann's avatar");
+    assert!(svg.contains(">BE</text>"), "ben's initials");
+    let again = ben
+        .client
+        .get(app.url(&url))
+        .bearer_auth(&ben.token)
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        put_avatar(&app, &ben, "image/png", png(120, 90)).await.status(),
+        StatusCode::OK
+    );
+    let res = ben
+        .client
+        .get(app.url(&url))
+        .bearer_auth(&ben.token)
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "a member's new avatar makes a new picture"
+    );
+    assert_ne!(header_of(&res, "etag"), etag);
+    assert_eq!(res.text().await.unwrap().matches("href=\"data:image/").count(), 2);
+    assert_eq!(
+        get(&app, &cat, &url).await.status(),
+        StatusCode::FORBIDDEN,
+        "not a member"
+    );
+    let groups: Value = get(&app, &ben, "/api/groups").await.json().await.unwrap();
+    assert!(
+        groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["picture_url"].is_string())
+    );
+}
+
+backend_tests!(
+    uploads_are_typed_by_their_bytes_and_served_safely,
+    uploads_over_the_cap_are_refused_and_leave_nothing,
+    pending_uploads_are_bounded_per_user,
+    messages_carry_their_attachments_everywhere,
+    only_those_who_may_read_the_message_get_its_files,
+    attachments_must_be_the_senders_own_and_unsent,
+    files_go_with_their_group,
+    avatars_are_square_and_stripped_of_metadata,
+    group_pictures_are_made_of_members,
+);
