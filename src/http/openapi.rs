@@ -7,7 +7,8 @@ use utoipa::{
 };
 
 use super::{
-    accounts, admin, broadcasting_auth, conversations, groups, messages, notifications, people, pusher_api, typing,
+    accounts, admin, attachments, broadcasting_auth, conversations, groups, messages, notifications, people, pictures,
+    pusher_api, typing,
 };
 
 #[derive(OpenApi)]
@@ -18,6 +19,8 @@ use super::{
         accounts::register, accounts::login, accounts::logout, accounts::logout_everywhere, accounts::me,
         messages::send_to_user, messages::user_history, messages::send_to_group, messages::group_history,
         messages::read_user, messages::read_group, messages::acknowledge,
+        attachments::upload, attachments::download, attachments::thumbnail,
+        pictures::set_avatar, pictures::clear_avatar, pictures::avatar, pictures::group_picture,
         typing::typing,
         conversations::list,
         groups::create, groups::list, groups::show, groups::rename, groups::remove_group,

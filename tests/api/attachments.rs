@@ -615,7 +615,24 @@ async fn group_pictures_are_made_of_members(backend: Backend) {
     );
 }
 
+async fn the_openapi_document_has_every_route(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    for (path, method) in [
+        ("/api/attachments", "post"),
+        ("/api/attachments/{id}", "get"),
+        ("/api/attachments/{id}/thumbnail", "get"),
+        ("/api/me/avatar", "put"),
+        ("/api/me/avatar", "delete"),
+        ("/api/users/{id}/avatar/{avatar}", "get"),
+        ("/api/groups/{id}/picture", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} documented");
+    }
+}
+
 backend_tests!(
+    the_openapi_document_has_every_route,
     uploads_are_typed_by_their_bytes_and_served_safely,
     uploads_over_the_cap_are_refused_and_leave_nothing,
     pending_uploads_are_bounded_per_user,
