@@ -9,6 +9,7 @@ import { api, errorText } from './api.js';
 import { flash } from './format.js';
 import { connectRealtime, flushAck, setConnState } from './realtime.js';
 import { addConversation, addUser, renderConversations, renderUsers } from './lists.js';
+import { clearTray, renderMe } from './attachments.js';
 import { refreshTimes } from './conversation.js';
 import { closeModal } from './groups.js';
 
@@ -122,6 +123,7 @@ export function startChat(user) {
   state.me = user;
   var epoch = state.epoch = Date.now();
   $('#me-name').text(user.name);
+  renderMe();
   $('#admin-link').prop('hidden', !user.is_admin);
   $('#conversation-list, #user-list, #message-list').empty();
   $('#conversation').prop('hidden', true);
@@ -166,6 +168,7 @@ export function stopChat() {
       /* already closed */
     }
   }
+  clearTray();
   clearState();
   closeModal();
   $('#conversation-list, #user-list, #message-list').empty();

@@ -9,6 +9,7 @@ import { api, errorText, randomId } from './api.js';
 import { formatTime, userName } from './format.js';
 import { hideTyping, noteDelivered } from './realtime.js';
 import { addUser, ensureConversation, renderConversations, renderUsers } from './lists.js';
+import { attachmentsEl, clearTray, hasFiles, linkify, restoreFiles, takeFiles, uploading } from './attachments.js';
 
 // ---------------------------------------------------------------- messages in, dedupe, unread
 
@@ -89,6 +90,7 @@ export function openConversation(key) {
   });
   if (!document.hidden) markRead(key);
   $('#message-input').val('').trigger('focus');
+  clearTray();
   autosize();
   return conv;
 }
@@ -197,7 +199,9 @@ export function messageEl(m) {
   $('<span>', { class: 'sender' }).text(mine ? 'You' : m.sender.name).appendTo($meta);
   $('<time>', { class: 'time', datetime: m.created_at, title: new Date(m.created_at).toLocaleString() })
     .text(formatTime(m.created_at)).appendTo($meta);
-  $('<div>', { class: 'body' }).text(m.body).appendTo($li);
+  if (m.body) linkify($('<div>', { class: 'body' }), m.body).appendTo($li);
+  var $files = attachmentsEl(m);
+  if ($files) $files.appendTo($li);
   return $li;
 }
 
@@ -252,6 +256,9 @@ export function pendingEl(p, clientId) {
   $('<span>', { class: 'sender' }).text('You').appendTo($meta);
   $('<span>', { class: 'time status' }).text(p.failed ? 'not sent' : 'sending…').appendTo($meta);
   $('<div>', { class: 'body' }).text(p.body).appendTo($li);
+  if (p.attachments && p.attachments.length) {
+    $('<div>', { class: 'attachments muted' }).text(p.attachments.map(function (a) { return a.name; }).join(', ')).appendTo($li);
+  }
   if (p.failed) {
     $li.addClass('failed');
     $('<button>', { type: 'button', class: 'link retry', 'data-client-id': clientId }).text('Retry').appendTo($li);
@@ -319,11 +326,15 @@ export function sendCurrent() {
   if (!state || !state.current) return;
   var $input = $('#message-input');
   var body = $input.val();
-  if (!body.trim()) return;
+  if (uploading()) {
+    showSendError('Wait until the files are uploaded.');
+    return;
+  }
+  if (!body.trim() && !hasFiles()) return;
   $input.val('');
   autosize();
   var clientId = randomId();
-  state.pending.set(clientId, { key: state.current, body: body });
+  state.pending.set(clientId, { key: state.current, body: body, attachments: takeFiles() });
   $('#message-list').append(pendingEl(state.pending.get(clientId), clientId));
   scrollToBottom();
   postMessage(clientId);
@@ -337,7 +348,8 @@ export function postMessage(clientId) {
   var k = parseKey(p.key);
   var path = (k.kind === 'user' ? '/api/users/' : '/api/groups/') + k.id + '/messages';
   var s = state;
-  api('POST', path, { body: p.body, client_id: clientId })
+  var ids = (p.attachments || []).map(function (a) { return a.id; });
+  api('POST', path, { body: p.body, client_id: clientId, attachment_ids: ids })
     .then(function (res) {
       if (state !== s) return;
       state.pending.delete(clientId);
@@ -354,6 +366,7 @@ export function postMessage(clientId) {
         state.pending.delete(clientId);
         $('#message-list .message.pending[data-client-id="' + cssEscape(clientId) + '"]').remove();
         if (state.current === p.key && !$('#message-input').val()) $('#message-input').val(p.body);
+        if (state.current === p.key) restoreFiles(p.attachments);
         showSendError('Not sent: ' + errorText(e));
       }
     });

@@ -7,6 +7,7 @@
 import { convKey, parseKey, sameId, state } from './state.js';
 import { avatarColor, formatTime, initials, userName } from './format.js';
 import { renderConversationHeader } from './conversation.js';
+import { paintGroupPicture, paintUserAvatar } from './attachments.js';
 
 // ---------------------------------------------------------------- users
 
@@ -16,8 +17,9 @@ export function addUser(u, render) {
   var known = state.users.get(id);
   if (known) {
     if (u.name && known.name !== u.name) known.name = u.name;
+    if (u.avatar_url !== undefined) known.avatar_url = u.avatar_url;
   } else {
-    state.users.set(id, { id: id, name: u.name || 'User #' + id });
+    state.users.set(id, { id: id, name: u.name || 'User #' + id, avatar_url: u.avatar_url || null });
   }
   if (render) renderUsers();
 }
@@ -45,6 +47,7 @@ export function renderUsers() {
       .toggleClass('active', state.current === key)
       .toggleClass('online', online);
     $('<span>', { class: 'dot', title: online ? 'online' : 'offline' }).appendTo($li);
+    paintUserAvatar($('<span>', { class: 'avatar small', 'aria-hidden': 'true' }), u).appendTo($li);
     $('<span>', { class: 'user-name' }).text(u.name).appendTo($li);
     $('<span>', { class: 'sr-only' }).text(online ? ' (online)' : ' (offline)').appendTo($li);
     $list.append($li);
@@ -101,9 +104,11 @@ export function renderConversations() {
       .toggleClass('has-unread', c.unread > 0)
       .toggleClass('is-all', c.is_all);
     var label = c.is_all ? 'All' : c.kind === 'group' ? '#' : initials(c.name);
-    $('<span>', { class: 'avatar' + (c.kind === 'group' ? ' group' : '') })
+    var $avatar = $('<span>', { class: 'avatar' + (c.kind === 'group' ? ' group' : '') })
       .css('background', c.kind === 'user' ? avatarColor(c.id) : '')
       .text(label).appendTo($li);
+    if (c.kind === 'user') paintUserAvatar($avatar, state.users.get(c.id) || { id: c.id, name: c.name });
+    else paintGroupPicture($avatar, state.groups.get(c.id));
     var $body = $('<span>', { class: 'conv-body' }).appendTo($li);
     var $top = $('<span>', { class: 'conv-top' }).appendTo($body);
     $('<span>', { class: 'conv-name' }).text(c.is_all ? 'All' : c.name).appendTo($top);
@@ -116,7 +121,9 @@ export function renderConversations() {
     var preview = '';
     if (c.last_message) {
       var who = sameId(c.last_message.sender.id, state.me.id) ? 'You' : c.last_message.sender.name;
-      preview = (c.kind === 'group' || who === 'You' ? who + ': ' : '') + c.last_message.body;
+      var files = (c.last_message.attachments || []).length;
+      var text = c.last_message.body || (files === 1 ? '1 file' : files + ' files');
+      preview = (c.kind === 'group' || who === 'You' ? who + ': ' : '') + text;
     } else {
       preview = c.kind === 'group' ? 'No messages yet' : 'Say hello';
     }

@@ -10,6 +10,7 @@ import { onLogin, onLogout, onLogoutEverywhere, onRegister, selectTab, showAuth,
 import { sendTyping } from './realtime.js';
 import { autosize, loadOlder, openConversation, postMessage, scheduleRead, sendCurrent } from './conversation.js';
 import { closeModal, openManageGroup, openNewGroup } from './groups.js';
+import { initAttachments } from './attachments.js';
 
 // ---------------------------------------------------------------- wiring
 
@@ -52,6 +53,8 @@ $(function () {
   $('#message-list').on('click', '.retry', function () {
     postMessage($(this).attr('data-client-id'));
   });
+
+  initAttachments();
 
   $('#load-older').on('click', loadOlder);
   $('#message-scroll').on('scroll', function () {

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import path from 'node:path';
+import { deflateSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 
 import {
@@ -127,6 +128,43 @@ async function send(page, text) {
 async function openConv(page, name) {
   await conv(page, name).click();
   await waitUntil(async () => (await page.textContent('#conv-title')) === name, `the conversation "${name}" to open`);
+}
+
+/** A PNG of `width` × `height` with a colour gradient (so it does not compress to nothing). */
+function gradientPng(width, height) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc32 = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    out.write(type, 4, 'ascii');
+    data.copy(out, 8);
+    out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const raw = Buffer.alloc((width * 3 + 1) * height);
+  for (let y = 0; y < height; y++) {
+    const row = y * (width * 3 + 1);
+    for (let x = 0; x < width; x++) raw.set([(x * 7) & 255, (y * 13) & 255, (x ^ y) & 255], row + 1 + x * 3);
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 async function adminRowNames(page) {
@@ -445,6 +483,48 @@ describe('chatbox in the browser', () => {
     await conv(ann.page, group).waitFor({ state: 'detached' });
     await conv(cat.page, group).waitFor({ state: 'detached' });
     await ann.page.locator('#modal').waitFor({ state: 'hidden' });
+  });
+
+  step('a photo sent is shown as its thumbnail on the other side; links are links; avatars', async () => {
+    const photo = gradientPng(640, 480);
+    await openConv(ann.page, bob.name);
+    await ann.page.setInputFiles('#attach-input', { name: 'sunset.png', mimeType: 'image/png', buffer: photo });
+    await ann.page.locator('#attach-tray .attach-chip.done').waitFor();
+    await ann.page.fill('#message-input', 'Sunset, more at https://example.com/sunsets. Not javascript:alert(1)');
+    await ann.page.press('#message-input', 'Enter');
+    await ann.page.locator('#message-list .message.mine:not(.pending) .attachment.picture img').waitFor();
+    assert.equal(await ann.page.locator('#attach-tray .attach-chip').count(), 0, 'the tray is emptied');
+
+    await openConv(bob.page, ann.name);
+    const img = bob.page.locator('#message-list .message.theirs .attachment.picture img').last();
+    await img.waitFor();
+    await waitUntil(() => img.evaluate((e) => e.complete && e.naturalWidth > 0), 'the thumbnail to load');
+    const [src, width, height] = await img.evaluate((e) => [e.getAttribute('src'), e.naturalWidth, e.naturalHeight]);
+    assert.match(src, /^\/api\/attachments\/[0-9a-f]{32}\/thumbnail$/);
+    assert.deepEqual([width, height], [320, 240], 'the thumbnail, not the 640 × 480 original');
+    const full = await bob.page.locator('#message-list .message.theirs .attachment.picture').last().getAttribute('href');
+    assert.equal(full, src.replace(/\/thumbnail$/, ''), 'a click opens the full picture');
+    const original = await bob.ctx.request.get(`${server.base}${full}`);
+    assert.equal(original.status(), 200);
+    assert.equal(original.headers()['x-content-type-options'], 'nosniff');
+    assert.equal((await original.body()).length, photo.length);
+
+    const link = bob.page.locator('#message-list .message.theirs .body a.msg-link').last();
+    assert.equal(await link.getAttribute('href'), 'https://example.com/sunsets');
+    assert.equal(await link.textContent(), 'https://example.com/sunsets', 'the full stop is not part of the link');
+    assert.equal(await link.getAttribute('rel'), 'noopener noreferrer nofollow');
+    assert.equal(await link.getAttribute('target'), '_blank');
+    assert.equal(await bob.page.locator('#message-list a[href^="javascript"]').count(), 0, 'no javascript: link');
+    await shot(bob.page, '18b-photo-received');
+
+    // Bob sets a picture from the profile menu: it replaces his initials in the top bar.
+    await bob.page.click('#profile-button');
+    await bob.page.setInputFiles('#avatar-input', { name: 'me.png', mimeType: 'image/png', buffer: gradientPng(300, 200) });
+    await waitUntil(
+      async () => /\/api\/users\/\d+\/avatar\//.test(await bob.page.locator('#me-avatar').evaluate((e) => e.style.backgroundImage)),
+      "Bob's avatar in the top bar",
+    );
+    await shot(bob.page, '18c-avatar-set');
   });
 
   step('the admin sees who is online on /admin', async () => {
