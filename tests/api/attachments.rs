@@ -287,6 +287,14 @@ async fn messages_carry_their_attachments_everywhere(backend: Backend) {
     );
     let event = ben_socket.expect("App\\Events\\IndividualMessage").await;
     assert_eq!(event.data["message"], message, "the live event carries them");
+    // Ben acknowledged nothing: a new socket gets the message again from the backlog.
+    let mut later = PusherClient::connect(&app).await;
+    later
+        .subscribe(&app, &ben.token, &format!("private-individual.message.{}", ben.id))
+        .await;
+    let replayed = later.expect("App\\Events\\IndividualMessage").await;
+    assert_eq!(replayed.data["backlog"], true);
+    assert_eq!(replayed.data["message"], message, "the backlog carries them");
     for (reader, other) in [(&ann, ben.id), (&ben, ann.id)] {
         let history: Value = get(&app, reader, &format!("/api/users/{other}/messages"))
             .await
