@@ -57,6 +57,7 @@ macro_rules! backend_tests {
         mod mysql {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(chatbox_without_mysql_redis, ignore = "SKIPPED: set CHATBOX_TEST_MYSQL_URL and CHATBOX_TEST_REDIS_URL to run it on MySQL + Redis")]
                 async fn $name() {
                     if let Some(backend) = $crate::helpers::Backend::mysql() {
                         super::$name(backend).await

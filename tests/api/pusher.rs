@@ -59,7 +59,7 @@ impl PusherClient {
             socket_id: String::new(),
             activity_timeout: 0,
         };
-        let hello = c.next_within(FRAME_TIMEOUT).await?;
+        let hello = c.next_or_closed(FRAME_TIMEOUT).await.ok()??;
         c.socket_id = hello.data["socket_id"].as_str()?.to_owned();
         Some(c)
     }
@@ -93,23 +93,40 @@ impl PusherClient {
         self.next_within(FRAME_TIMEOUT).await.expect("a frame arrives in time")
     }
 
-    /// The next text frame, or `None` if none arrives within `wait` (or the socket closed).
+    /// The next text frame, or `None` if none arrives within `wait`. Panics when the socket
+    /// closes meanwhile: silence from a closed socket would prove nothing (use
+    /// [`PusherClient::close_code`] where a close is expected).
     pub async fn next_within(&mut self, wait: Duration) -> Option<Frame> {
+        match self.next_or_closed(wait).await {
+            Ok(frame) => frame,
+            Err(why) => panic!("{why}"),
+        }
+    }
+
+    /// The next text frame (`Ok(None)`: none within `wait`), or `Err` saying how the socket
+    /// ended, for the tests where a server or its connections are killed on purpose.
+    pub async fn next_or_closed(&mut self, wait: Duration) -> Result<Option<Frame>, String> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??.ok()?;
+            let msg = match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return Ok(None),
+                Ok(Some(Ok(Message::Close(frame)))) => return Err(format!("the socket was closed: {frame:?}")),
+                Ok(Some(Ok(msg))) => msg,
+                Ok(Some(Err(e))) => return Err(format!("the socket failed: {e}")),
+                Ok(None) => return Err("the socket was closed".into()),
+            };
             if let Message::Text(text) = msg {
                 let raw: Value = serde_json::from_str(&text).expect("server frames are JSON");
                 let data = match &raw["data"] {
                     Value::String(s) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
                     other => other.clone(),
                 };
-                return Some(Frame {
+                return Ok(Some(Frame {
                     event: raw["event"].as_str().unwrap_or_default().to_owned(),
                     channel: raw["channel"].as_str().map(str::to_owned),
                     data,
                     raw,
-                });
+                }));
             }
         }
     }
@@ -124,12 +141,20 @@ impl PusherClient {
         }
     }
 
-    /// Asserts that no channel event (anything but protocol frames) arrives within `wait`.
+    /// Asserts that nothing arrives within `wait` — no event, and no `pusher_internal:` frame
+    /// either (a wrong `member_removed` is an error too) — and that the socket is still alive to
+    /// receive: a ping sent afterwards gets its pong as the very next frame.
     pub async fn expect_no_event(&mut self, wait: Duration) {
-        let deadline = tokio::time::Instant::now() + wait;
-        while let Some(f) = self.next_within(deadline - tokio::time::Instant::now()).await {
-            assert!(f.event.starts_with("pusher"), "unexpected event {:?}", f.raw);
+        if let Some(f) = self.next_within(wait).await {
+            panic!("unexpected frame {:?}", f.raw);
         }
+        self.send(json!({"event": "pusher:ping", "data": {}})).await;
+        let next = self.next().await;
+        assert_eq!(
+            next.event, "pusher:pong",
+            "alive and nothing queued before: {:?}",
+            next.raw
+        );
     }
 
     /// The close code the server ends the connection with (after any remaining frames).
