@@ -195,6 +195,7 @@ pub fn settings(db: &TestDb) -> Settings {
         pusher_app_secret: Some(TEST_SECRET.into()),
         admin_emails: None,
         token_ttl_days: 30,
+        activity_timeout_secs: 120,
         allowed_origins: String::new(),
         cookie_secure: false,
         db_max_connections: 8,

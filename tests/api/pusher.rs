@@ -37,6 +37,24 @@ impl PusherClient {
             app.addr
         );
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        Self::greeted(ws).await
+    }
+
+    /// Connects over a TCP socket whose receive buffer is about `bytes` (the kernel's minimum at
+    /// least), so that a client that stops reading backs the server up quickly.
+    pub async fn connect_with_receive_buffer(app: &TestApp, bytes: u32) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let tcp = socket.connect(app.addr).await.expect("connect");
+        let url = format!("ws://{}/app/test-key?protocol=7", app.addr);
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("websocket handshake");
+        Self::greeted(ws).await
+    }
+
+    /// Reads the handshake frame of a fresh socket.
+    async fn greeted(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         let mut c = Self {
             ws,
             socket_id: String::new(),
@@ -232,4 +250,27 @@ async fn extreme_auth_timestamps_are_refused_and_the_server_answers_on() {
         );
     }
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+}
+
+/// Sends `body` to the Pusher HTTP API at `path`, signed with `secret` as a Pusher server library
+/// signs it.
+pub async fn trigger(app: &TestApp, path: &str, body: &Value, secret: &str) -> reqwest::Response {
+    let body = body.to_string();
+    let pusher = chatbox::config::PusherApp {
+        id: "test-app".into(),
+        key: "test-key".into(),
+        secret: chatbox::config::Secret::new(secret.to_owned()),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let query = chatbox::http::pusher_api::sign_request(&pusher, path, body.as_bytes(), now);
+    app.client
+        .post(app.url(&format!("{path}?{query}")))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("trigger request")
 }
