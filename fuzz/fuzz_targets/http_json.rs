@@ -80,8 +80,10 @@ fn settings(database_url: String) -> Settings {
         bind: "127.0.0.1:0".into(),
         pusher_app_id: "fuzz-app".into(),
         pusher_app_key: "fuzz-key".into(),
-        pusher_app_secret: "fuzz-secret".into(),
-        admin_emails: "admin@example.com".into(),
+        pusher_app_secret: Some("fuzz-secret-0f1e2d3c4b5a69788796a5b4c3d2e1f0".into()),
+        admin_emails: None,
+        token_ttl_days: 30,
+        activity_timeout_secs: 120,
         allowed_origins: String::new(),
         cookie_secure: false,
         db_max_connections: 4,
@@ -93,6 +95,9 @@ fn settings(database_url: String) -> Settings {
         http_header_timeout_secs: 10,
         http_body_timeout_secs: 30,
         trusted_proxies: String::new(),
+        // Beside the fixture's SQLite file, in its temporary folder.
+        attachments_dir: None,
+        max_attachment_bytes: 10 * 1024 * 1024,
     }
 }
 
