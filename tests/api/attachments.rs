@@ -623,6 +623,95 @@ async fn group_pictures_are_made_of_members(backend: Backend) {
     );
 }
 
+/// Moves an upload's creation `hours` into the past, straight in the database.
+async fn age_upload(db: &TestDb, id: &str, hours: i64) {
+    use sqlx::Connection;
+    let at = chrono::Utc::now() - chrono::Duration::hours(hours);
+    let sql = "UPDATE attachments SET created_at = ? WHERE id = ?";
+    let done = if db.url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        sqlx::query(sql)
+            .bind(at)
+            .bind(id)
+            .execute(&mut c)
+            .await
+            .unwrap()
+            .rows_affected()
+    } else {
+        let mut c = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+        sqlx::query(sql)
+            .bind(at)
+            .bind(id)
+            .execute(&mut c)
+            .await
+            .unwrap()
+            .rows_affected()
+    };
+    assert_eq!(done, 1);
+}
+
+/// Writes a file into the attachments folder, last modified `hours` ago.
+fn stray_file(path: std::path::PathBuf, hours: u64) {
+    let file = std::fs::File::create(&path).unwrap();
+    let then = std::time::SystemTime::now() - std::time::Duration::from_secs(hours * 3600);
+    file.set_modified(then).unwrap();
+}
+
+async fn the_sweep_removes_stale_uploads_and_stray_files(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ann = app.user("ann").await;
+    let fresh = uploaded(&app, &ann, "fresh.txt", "text/plain", b"today").await;
+    let stale = uploaded(&app, &ann, "stale.png", "image/png", &png(400, 400)).await;
+    age_upload(app.db(), stale["id"].as_str().unwrap(), 25).await;
+    let files = app.db().files.clone();
+    let (old, new) = (format!("{:032x}", 1), format!("{:032x}", 2));
+    stray_file(files.join(&old), 3);
+    stray_file(files.join(&new), 0);
+    stray_file(files.join("tmp").join("cut-off.part"), 3);
+    stray_file(files.join("tmp").join("in-progress.part"), 0);
+    // The sweep runs when a node starts, then hourly.
+    let db = app.stop().await;
+    let s = settings(&db);
+    let app = TestApp::spawn_with(db, s).await;
+    // Stray files are its last step.
+    for _ in 0..200 {
+        if !stored_files(app.db()).contains(&old) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut kept = vec![new.clone(), fresh["id"].as_str().unwrap().to_owned()];
+    kept.sort();
+    assert_eq!(
+        stored_files(app.db()),
+        kept,
+        "the stale upload (and its thumbnail) and the old stray file are gone; the rest stays"
+    );
+    assert_eq!(
+        get(&app, &ann, stale["url"].as_str().unwrap()).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&app, &ann, fresh["url"].as_str().unwrap()).await.status(),
+        StatusCode::OK
+    );
+    let temps: Vec<String> = std::fs::read_dir(files.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        temps,
+        vec!["in-progress.part".to_owned()],
+        "only the old temporary file is swept"
+    );
+    // Ann's bearer token is in the database: still signed in on the restarted node.
+    assert_eq!(
+        upload(&app, &ann, "again.txt", "text/plain", b"x").await.status(),
+        StatusCode::CREATED
+    );
+    assert!(!stored_files(app.db()).contains(&old));
+}
+
 async fn the_openapi_document_has_every_route(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
@@ -641,6 +730,7 @@ async fn the_openapi_document_has_every_route(backend: Backend) {
 
 backend_tests!(
     the_openapi_document_has_every_route,
+    the_sweep_removes_stale_uploads_and_stray_files,
     uploads_are_typed_by_their_bytes_and_served_safely,
     uploads_over_the_cap_are_refused_and_leave_nothing,
     pending_uploads_are_bounded_per_user,
