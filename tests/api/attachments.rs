@@ -1,6 +1,7 @@
-//! Attachments and pictures: uploads typed by their bytes and capped while they stream, messages
-//! that carry them (answer, history, live event), who may read them, the headers they are served
-//! with, thumbnails, files deleted with their group, avatars without metadata, group pictures.
+//! Attachments: uploads typed by their bytes and capped while they stream, messages that carry
+//! them (answer, history, backlog, live event), who may read them, the headers they are served
+//! with, thumbnails, files deleted with their group and by the sweep. Pictures are in
+//! `pictures.rs`.
 
 use std::io::Cursor;
 
@@ -14,7 +15,7 @@ use crate::{
 };
 
 /// A multipart body with one part: `(Content-Type header, body)`.
-fn multipart(field: &str, file_name: &str, content_type: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+pub(crate) fn multipart(field: &str, file_name: &str, content_type: &str, bytes: &[u8]) -> (String, Vec<u8>) {
     let boundary = "chatbox-test-boundary-7d1f";
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{file_name}\"\r\n\
@@ -51,7 +52,7 @@ async fn uploaded(app: &TestApp, user: &TestUser, file_name: &str, content_type:
     res.json::<Value>().await.unwrap()["attachment"].clone()
 }
 
-async fn get(app: &TestApp, user: &TestUser, path: &str) -> reqwest::Response {
+pub(crate) async fn get(app: &TestApp, user: &TestUser, path: &str) -> reqwest::Response {
     user.client
         .get(app.url(path))
         .bearer_auth(&user.token)
@@ -60,7 +61,7 @@ async fn get(app: &TestApp, user: &TestUser, path: &str) -> reqwest::Response {
         .expect("request")
 }
 
-async fn post(app: &TestApp, user: &TestUser, path: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn post(app: &TestApp, user: &TestUser, path: &str, body: Value) -> reqwest::Response {
     user.client
         .post(app.url(path))
         .bearer_auth(&user.token)
@@ -79,7 +80,7 @@ async fn send(app: &TestApp, from: &TestUser, path: &str, body: &str, ids: &[&Va
 }
 
 /// A photo-like PNG (a gradient, so it does not compress to nothing).
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn png(width: u32, height: u32) -> Vec<u8> {
     let image = RgbImage::from_fn(width, height, |x, y| {
         image::Rgb([(x * 7 % 256) as u8, (y * 13 % 256) as u8, ((x ^ y) % 256) as u8])
     });
@@ -90,42 +91,7 @@ fn png(width: u32, height: u32) -> Vec<u8> {
     out
 }
 
-/// Marker inside the EXIF block of [`jpeg_with_exif`], as a GPS position would be.
-const EXIF_SECRET: &[u8] = b"GPS 52.3731N 4.8922E home";
-
-/// A JPEG with an EXIF block (APP1) right after its start marker, holding [`EXIF_SECRET`].
-fn jpeg_with_exif(width: u32, height: u32) -> Vec<u8> {
-    let mut plain = Vec::new();
-    DynamicImage::ImageRgb8(RgbImage::from_fn(width, height, |x, _| {
-        image::Rgb([(x % 256) as u8, 90, 160])
-    }))
-    .write_to(&mut Cursor::new(&mut plain), ImageFormat::Jpeg)
-    .unwrap();
-    // Exif header, then a big-endian TIFF header whose first IFD has one ASCII entry (0x010E,
-    // ImageDescription) pointing at the secret.
-    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
-    tiff.extend_from_slice(&1u16.to_be_bytes());
-    tiff.extend_from_slice(&0x010Eu16.to_be_bytes());
-    tiff.extend_from_slice(&2u16.to_be_bytes());
-    tiff.extend_from_slice(&(EXIF_SECRET.len() as u32).to_be_bytes());
-    tiff.extend_from_slice(&26u32.to_be_bytes());
-    tiff.extend_from_slice(&0u32.to_be_bytes());
-    tiff.extend_from_slice(EXIF_SECRET);
-    let mut app1 = b"Exif\0\0".to_vec();
-    app1.extend_from_slice(&tiff);
-    let mut out = plain[..2].to_vec();
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(&app1);
-    out.extend_from_slice(&plain[2..]);
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn header_of<'a>(res: &'a reqwest::Response, name: &str) -> &'a str {
+pub(crate) fn header_of<'a>(res: &'a reqwest::Response, name: &str) -> &'a str {
     res.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -133,7 +99,7 @@ fn header_of<'a>(res: &'a reqwest::Response, name: &str) -> &'a str {
 }
 
 /// Stored files (not the temporary folder), by name.
-fn stored_files(db: &TestDb) -> Vec<String> {
+pub(crate) fn stored_files(db: &TestDb) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(&db.files)
         .expect("attachments folder")
         .filter_map(|e| e.ok())
@@ -473,156 +439,6 @@ async fn files_go_with_their_group(backend: Backend) {
     );
 }
 
-async fn put_avatar(app: &TestApp, user: &TestUser, content_type: &str, body: Vec<u8>) -> reqwest::Response {
-    user.client
-        .put(app.url("/api/me/avatar"))
-        .bearer_auth(&user.token)
-        .header(header::CONTENT_TYPE, content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("request")
-}
-
-async fn avatars_are_square_and_stripped_of_metadata(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let (ann, ben) = (app.user("ann").await, app.user("ben").await);
-    let me: Value = get(&app, &ann, "/api/me").await.json().await.unwrap();
-    assert!(me["user"]["avatar_url"].is_null(), "none yet");
-    let photo = jpeg_with_exif(600, 400);
-    assert!(
-        contains(&photo, b"Exif\0\0") && contains(&photo, EXIF_SECRET),
-        "the upload has EXIF"
-    );
-    assert!(image::load_from_memory(&photo).is_ok(), "and is a valid JPEG");
-    let res = put_avatar(&app, &ann, "image/jpeg", photo).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let url = res.json::<Value>().await.unwrap()["user"]["avatar_url"]
-        .as_str()
-        .expect("avatar_url")
-        .to_owned();
-    let res = get(&app, &ben, &url).await;
-    assert_eq!(res.status(), StatusCode::OK, "others see it");
-    assert_eq!(header_of(&res, "x-content-type-options"), "nosniff");
-    let stored = res.bytes().await.unwrap();
-    assert!(
-        !contains(&stored, b"Exif") && !contains(&stored, EXIF_SECRET),
-        "no EXIF in the stored avatar"
-    );
-    let a = image::load_from_memory(&stored).unwrap();
-    assert_eq!((a.width(), a.height()), (256, 256));
-    let me: Value = get(&app, &ann, "/api/me").await.json().await.unwrap();
-    assert_eq!(me["user"]["avatar_url"], url.as_str());
-    let users: Value = get(&app, &ben, "/api/users").await.json().await.unwrap();
-    let listed = users["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["id"] == ann.id)
-        .unwrap()
-        .clone();
-    assert_eq!(listed["avatar_url"], url.as_str(), "lists show it");
-
-    let (ct, body) = multipart("file", "new.png", "image/png", &png(300, 300));
-    let res = put_avatar(&app, &ann, &ct, body).await;
-    assert_eq!(res.status(), StatusCode::OK, "multipart works too");
-    let newer = res.json::<Value>().await.unwrap()["user"]["avatar_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_ne!(newer, url, "a new avatar, a new URL");
-    assert_eq!(
-        get(&app, &ben, &url).await.status(),
-        StatusCode::NOT_FOUND,
-        "the old one is gone"
-    );
-    let res = put_avatar(&app, &ann, "image/png", b"<svg onload=alert(1)/>".to_vec()).await;
-    assert_eq!(
-        error_code(res, StatusCode::UNPROCESSABLE_ENTITY).await,
-        "invalid_picture"
-    );
-    let res = ann
-        .client
-        .delete(app.url("/api/me/avatar"))
-        .bearer_auth(&ann.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    let me: Value = get(&app, &ann, "/api/me").await.json().await.unwrap();
-    assert!(me["user"]["avatar_url"].is_null(), "initials again");
-    assert_eq!(get(&app, &ben, &newer).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(stored_files(app.db()), Vec::<String>::new(), "avatar files deleted");
-}
-
-async fn group_pictures_are_made_of_members(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let (ann, ben, cat) = (app.user("ann").await, app.user("ben").await, app.user("cat").await);
-    assert_eq!(
-        put_avatar(&app, &ann, "image/png", png(200, 200)).await.status(),
-        StatusCode::OK
-    );
-    let res = post(
-        &app,
-        &ann,
-        "/api/groups",
-        json!({ "name": "duo", "member_ids": [ben.id] }),
-    )
-    .await;
-    let group = res.json::<Value>().await.unwrap()["group"].clone();
-    let url = group["picture_url"].as_str().expect("picture_url").to_owned();
-    let res = get(&app, &ben, &url).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(header_of(&res, "content-type"), "image/svg+xml");
-    assert_eq!(header_of(&res, "x-content-type-options"), "nosniff");
-    assert!(header_of(&res, "content-security-policy").contains("sandbox"));
-    let etag = header_of(&res, "etag").to_owned();
-    let svg = res.text().await.unwrap();
-    assert_eq!(svg.matches("href=\"data:image/").count(), 1, "ann's avatar");
-    assert!(svg.contains(">BE</text>"), "ben's initials");
-    let again = ben
-        .client
-        .get(app.url(&url))
-        .bearer_auth(&ben.token)
-        .header(header::IF_NONE_MATCH, &etag)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
-    assert_eq!(
-        put_avatar(&app, &ben, "image/png", png(120, 90)).await.status(),
-        StatusCode::OK
-    );
-    let res = ben
-        .client
-        .get(app.url(&url))
-        .bearer_auth(&ben.token)
-        .header(header::IF_NONE_MATCH, &etag)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        res.status(),
-        StatusCode::OK,
-        "a member's new avatar makes a new picture"
-    );
-    assert_ne!(header_of(&res, "etag"), etag);
-    assert_eq!(res.text().await.unwrap().matches("href=\"data:image/").count(), 2);
-    assert_eq!(
-        get(&app, &cat, &url).await.status(),
-        StatusCode::FORBIDDEN,
-        "not a member"
-    );
-    let groups: Value = get(&app, &ben, "/api/groups").await.json().await.unwrap();
-    assert!(
-        groups["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|g| g["picture_url"].is_string())
-    );
-}
-
 /// Moves an upload's creation `hours` into the past, straight in the database.
 async fn age_upload(db: &TestDb, id: &str, hours: i64) {
     use sqlx::Connection;
@@ -738,6 +554,4 @@ backend_tests!(
     only_those_who_may_read_the_message_get_its_files,
     attachments_must_be_the_senders_own_and_unsent,
     files_go_with_their_group,
-    avatars_are_square_and_stripped_of_metadata,
-    group_pictures_are_made_of_members,
 );

@@ -16,6 +16,7 @@ mod delivery;
 mod faults;
 mod health;
 mod http_limits;
+mod pictures;
 mod security;
 mod typing;
 mod worker;
