@@ -130,7 +130,7 @@ async function openConv(page, name) {
   await waitUntil(async () => (await page.textContent('#conv-title')) === name, `the conversation "${name}" to open`);
 }
 
-/** A PNG of `width` × `height` with a colour gradient (so it does not compress to nothing). */
+/** A PNG of `width` × `height`: a smooth colour gradient, like a sky. */
 function gradientPng(width, height) {
   const crcTable = Array.from({ length: 256 }, (_, n) => {
     let c = n;
@@ -157,7 +157,7 @@ function gradientPng(width, height) {
   const raw = Buffer.alloc((width * 3 + 1) * height);
   for (let y = 0; y < height; y++) {
     const row = y * (width * 3 + 1);
-    for (let x = 0; x < width; x++) raw.set([(x * 7) & 255, (y * 13) & 255, (x ^ y) & 255], row + 1 + x * 3);
+    for (let x = 0; x < width; x++) raw.set([(x * 255 / width) | 0, (y * 255 / height) | 0, 160], row + 1 + x * 3);
   }
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
@@ -525,6 +525,7 @@ describe('chatbox in the browser', () => {
       "Bob's avatar in the top bar",
     );
     await shot(bob.page, '18c-avatar-set');
+    await bob.page.screenshot({ path: path.join(docsScreenshotDir(), 'attachments.png') });
   });
 
   step('the admin sees who is online on /admin', async () => {
@@ -597,7 +598,7 @@ describe('chatbox in the browser', () => {
   step('no script error and no dialog on any page', async () => {
     assert.deepEqual(pageErrors, []);
     assert.deepEqual(dialogs, []);
-    for (const file of ['chat.png', 'admin.png']) {
+    for (const file of ['chat.png', 'admin.png', 'attachments.png']) {
       const size = statSync(path.join(docsScreenshotDir(), file)).size;
       assert.ok(size < 150_000, `docs/screenshots/${file} is ${size} bytes`);
     }
