@@ -2,7 +2,9 @@
 //! ([`super::passwords`]): decoding a photo holds up to 160 MB ([`crate::files::images`]) and a
 //! core for tens of milliseconds, so at most one job per core runs at once and at most
 //! [`QUEUED`] wait. Past that the caller is told at once: an upload is kept without a thumbnail,
-//! an avatar is answered 503 with `Retry-After`.
+//! an avatar is answered 503 with `Retry-After`. A slot is held while the picture is read into
+//! memory too, so the bytes held for picture work are bounded as well (an avatar's body must
+//! arrive within HTTP_BODY_TIMEOUT_SECS, so a slow client holds a slot for at most that long).
 
 use std::sync::{
     Arc,

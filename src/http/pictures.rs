@@ -121,8 +121,9 @@ async fn picture_bytes(state: &AppState, req: Request) -> Result<Bytes, ApiError
         (status = 401, description = "not signed in"), (status = 413, description = "larger than MAX_ATTACHMENT_BYTES"),
         (status = 422, description = "not a picture, or over 40 megapixels"), (status = 503, description = "picture work is at its bound; retry")))]
 async fn set_avatar(State(state): State<AppState>, caller: CurrentUser, req: Request) -> Result<Json<Value>, ApiError> {
-    let bytes = picture_bytes(&state, req).await?;
+    // The slot first: it bounds how many pictures are held in memory, not only decoded.
     let slot = state.imaging.slot().await?;
+    let bytes = picture_bytes(&state, req).await?;
     let avatar = slot
         .run(move || images::avatar(&bytes))
         .await?
