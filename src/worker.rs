@@ -29,6 +29,8 @@ pub const REMOVED_FROM_GROUP: &str = "App\\Events\\RemovedFromGroup";
 pub const GROUP_UPDATED: &str = "App\\Events\\GroupUpdated";
 /// Someone signed up: `{user: {id, name}}`, to everyone.
 pub const USER_REGISTERED: &str = "App\\Events\\UserRegistered";
+/// Someone set or removed their avatar: `{user: {id, name, avatar_url}}`, to everyone.
+pub const USER_UPDATED: &str = "App\\Events\\UserUpdated";
 /// Someone is typing to the user (`{from: {id, name}, to_user}`) or in one of its groups
 /// (`{from, group_id}`); published by `POST /api/typing`, not by the worker.
 pub const TYPING_EVENT: &str = "App\\Events\\Typing";

@@ -133,14 +133,31 @@ async fn set_avatar(State(state): State<AppState>, caller: CurrentUser, req: Req
     tracing::info!(user_id = %caller.id(), "avatar set");
     let mut user = caller.user.clone();
     user.avatar = Some(id);
+    announce_avatar(&state, &user).await;
     Ok(Json(json!({ "user": UserView::of(&user, Some(&user)) })))
+}
+
+/// Tells everyone that `user`'s avatar changed (`App\Events\UserUpdated`), so lists update live.
+async fn announce_avatar(state: &AppState, user: &crate::store::User) {
+    let url = crate::store::avatar_url(user.id, user.avatar.as_ref());
+    state
+        .announce(Some(crate::queue::Job::Event {
+            to: crate::queue::Audience::Everyone,
+            event: crate::worker::USER_UPDATED.to_owned(),
+            data: json!({ "user": { "id": user.id, "name": user.name, "avatar_url": url } }),
+        }))
+        .await;
 }
 
 /// `DELETE /api/me/avatar` → 204: initials are shown again.
 #[utoipa::path(delete, path = "/api/me/avatar", tag = "pictures", security(("bearer" = [])),
     responses((status = 204, description = "removed (also when there was none)"), (status = 401, description = "not signed in")))]
 async fn clear_avatar(State(state): State<AppState>, caller: CurrentUser) -> Result<StatusCode, ApiError> {
-    state.store.clear_avatar(caller.id()).await?;
+    if state.store.clear_avatar(caller.id()).await? {
+        let mut user = caller.user.clone();
+        user.avatar = None;
+        announce_avatar(&state, &user).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -229,10 +229,21 @@ export function paintUserAvatar($span, u) {
   return $span;
 }
 
+// Bumped when a member's avatar may have changed: the page asks for group pictures again (the
+// server answers 304 for those that did not change).
+let pictureVersion = 0;
+
+export function bustGroupPictures() {
+  pictureVersion++;
+}
+
 /** Shows group `g`'s picture in `$span` (an `.avatar.group`); keeps its label when none. */
 export function paintGroupPicture($span, g) {
   var url = g && !g.is_all && apiPath(g.picture_url);
-  if (url) $span.text('').addClass('has-picture').css('background-image', 'url("' + url + '")');
+  if (url) {
+    if (pictureVersion) url += '?v=' + pictureVersion;
+    $span.text('').addClass('has-picture').css('background-image', 'url("' + url + '")');
+  }
   return $span;
 }
 
@@ -251,6 +262,7 @@ function setMe(user) {
   var known = state.users.get(Number(user.id));
   if (known) known.avatar_url = user.avatar_url;
   renderMe();
+  bustGroupPictures();
   renderUsers();
   renderConversations();
 }

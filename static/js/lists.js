@@ -7,7 +7,7 @@
 import { convKey, parseKey, sameId, state } from './state.js';
 import { avatarColor, formatTime, initials, userName } from './format.js';
 import { renderConversationHeader } from './conversation.js';
-import { paintGroupPicture, paintUserAvatar } from './attachments.js';
+import { bustGroupPictures, paintGroupPicture, paintUserAvatar } from './attachments.js';
 
 // ---------------------------------------------------------------- users
 
@@ -27,6 +27,14 @@ export function addUser(u, render) {
 export function onUserRegistered(e) {
   if (!state || !e || !e.user) return;
   addUser(e.user, true);
+}
+
+/** Someone's avatar changed: their entries in the lists show it (group pictures are refetched). */
+export function onUserUpdated(e) {
+  if (!state || !e || !e.user) return;
+  addUser(e.user, true);
+  bustGroupPictures();
+  renderConversations();
 }
 
 export function renderUsers() {

@@ -8,7 +8,7 @@
 import { TYPING_SEND_EVERY_MS, TYPING_SHOW_MS, parseKey, sameId, state } from './state.js';
 import { api, errorText } from './api.js';
 import { flash, userName } from './format.js';
-import { addUser, onUserRegistered, renderUsers } from './lists.js';
+import { addUser, onUserRegistered, onUserUpdated, renderUsers } from './lists.js';
 import { receiveMessage } from './conversation.js';
 import { onAddedToGroup, onGroupUpdated, onRemovedFromGroup } from './groups.js';
 
@@ -61,6 +61,7 @@ export function connectRealtime() {
         onGroupUpdated(e.group);
       })
       .listen('UserRegistered', onUserRegistered)
+      .listen('UserUpdated', onUserUpdated)
       .listen('Typing', onTyping)
       .error(function (err) {
         flash('Cannot subscribe to your group messages (' + describeSubError(err) + ').');

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::{
     attachments::{get, header_of, multipart, png, post, stored_files},
     helpers::{Backend, TestApp, TestUser, backend_tests, error_code},
+    pusher::PusherClient,
 };
 
 /// Marker inside the EXIF block of [`jpeg_with_exif`], as a GPS position would be.
@@ -69,12 +70,19 @@ async fn avatars_are_square_and_stripped_of_metadata(backend: Backend) {
         "the upload has EXIF"
     );
     assert!(image::load_from_memory(&photo).is_ok(), "and is a valid JPEG");
+    let mut ben_socket = PusherClient::own_channels(&app, &ben).await;
     let res = put_avatar(&app, &ann, "image/jpeg", photo).await;
     assert_eq!(res.status(), StatusCode::OK);
     let url = res.json::<Value>().await.unwrap()["user"]["avatar_url"]
         .as_str()
         .expect("avatar_url")
         .to_owned();
+    let event = ben_socket.expect("App\\Events\\UserUpdated").await;
+    assert_eq!(
+        event.data["user"],
+        json!({ "id": ann.id, "name": "ann", "avatar_url": url }),
+        "told live"
+    );
     let res = get(&app, &ben, &url).await;
     assert_eq!(res.status(), StatusCode::OK, "others see it");
     assert_eq!(header_of(&res, "x-content-type-options"), "nosniff");
@@ -125,6 +133,17 @@ async fn avatars_are_square_and_stripped_of_metadata(backend: Backend) {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let me: Value = get(&app, &ann, "/api/me").await.json().await.unwrap();
     assert!(me["user"]["avatar_url"].is_null(), "initials again");
+    loop {
+        let e = ben_socket.expect("App\\Events\\UserUpdated").await;
+        if e.data["user"]["avatar_url"].is_null() {
+            break;
+        }
+        assert_eq!(
+            e.data["user"]["avatar_url"],
+            newer.as_str(),
+            "the multipart avatar, then none"
+        );
+    }
     assert_eq!(get(&app, &ben, &newer).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(stored_files(app.db()), Vec::<String>::new(), "avatar files deleted");
 }
