@@ -524,6 +524,11 @@ describe('chatbox in the browser', () => {
       async () => /\/api\/users\/\d+\/avatar\//.test(await bob.page.locator('#me-avatar').evaluate((e) => e.style.backgroundImage)),
       "Bob's avatar in the top bar",
     );
+    // Ann's page is told live (App\Events\UserUpdated): Bob's picture replaces his initials there.
+    await waitUntil(
+      async () => /\/avatar\//.test(await person(ann.page, bob.name).locator('.avatar').evaluate((e) => e.style.backgroundImage)),
+      "Bob's avatar in Ann's people list, without a reload",
+    );
     await shot(bob.page, '18c-avatar-set');
     await bob.page.screenshot({ path: path.join(docsScreenshotDir(), 'attachments.png') });
   });
