@@ -7,7 +7,8 @@ use utoipa::{
 };
 
 use super::{
-    accounts, admin, broadcasting_auth, conversations, groups, messages, notifications, people, pusher_api, typing,
+    accounts, admin, broadcasting_auth, conversations, groups, messages, notifications, oidc, people, pusher_api,
+    typing,
 };
 
 #[derive(OpenApi)]
@@ -16,6 +17,7 @@ use super::{
         Errors are {\"error\": {\"code\", \"message\"}}. Authenticate with the session cookie from login, or a bearer token."),
     paths(
         accounts::register, accounts::login, accounts::logout, accounts::logout_everywhere, accounts::me,
+        oidc::login, oidc::callback,
         messages::send_to_user, messages::user_history, messages::send_to_group, messages::group_history,
         messages::read_user, messages::read_group, messages::acknowledge,
         typing::typing,

@@ -12,6 +12,7 @@ mod cursors;
 mod groups;
 mod messages;
 mod mysql;
+mod oidc;
 mod sessions;
 mod sqlite;
 
@@ -25,6 +26,7 @@ pub use chat::{Conversation, EventRow, Page, Person, Stream, conversation_key};
 pub use cursors::Cursor;
 pub use groups::Group;
 pub use messages::{Destination, Inserted, Message, Sender};
+pub use oidc::PendingLogin;
 pub use sessions::SESSION_USER_KEY;
 
 /// Handle to the database; cheap to clone (a pool handle).
