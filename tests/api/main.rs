@@ -15,6 +15,7 @@ mod delivery;
 mod faults;
 mod health;
 mod http_limits;
+mod oidc;
 mod security;
 mod typing;
 mod worker;

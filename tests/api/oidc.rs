@@ -1,0 +1,590 @@
+//! Sign-in with OpenID Connect against a fake provider these tests run on 127.0.0.1: discovery
+//! document, key set, and a token endpoint that checks the client's secret and the PKCE verifier
+//! against the challenge of the authorization request. The test plays the browser: it follows
+//! `/auth/oidc/login` to the provider's authorization URL, reads `state`, `nonce` and
+//! `code_challenge` there, has the provider issue a code with the ID token it chooses, and calls
+//! the callback.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex},
+};
+
+use axum::{
+    Form, Json, Router,
+    extract::State,
+    http::{HeaderMap, StatusCode as AxumStatus, header as axum_header},
+    routing::{get, post},
+};
+use chrono::{Duration, Utc};
+use openidconnect::{
+    AccessToken, Audience, AuthUrl, EmptyAdditionalClaims, EmptyAdditionalProviderMetadata, EndUserEmail, EndUserName,
+    IssuerUrl, JsonWebKeyId, JsonWebKeySetUrl, LocalizedClaim, Nonce, PkceCodeChallenge, PkceCodeVerifier,
+    PrivateSigningKey, ResponseTypes, StandardClaims, SubjectIdentifier, TokenUrl,
+    core::{
+        CoreIdToken, CoreIdTokenClaims, CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+        CoreResponseType, CoreRsaPrivateSigningKey, CoreSubjectIdentifierType,
+    },
+    url::Url,
+};
+use reqwest::{Client, StatusCode, header, redirect::Policy};
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, TestDb, backend_tests, error_code, new_client, settings};
+
+const CLIENT_ID: &str = "chatbox-test-client";
+const CLIENT_SECRET: &str = "client-secret-known-to-the-fake-provider";
+const REDIRECT_URL: &str = "http://localhost/auth/oidc/callback";
+
+/// PKCS#1 PEMs of two RSA keys, made once per test run: the provider's, and another one.
+static KEYS: LazyLock<[String; 2]> = LazyLock::new(|| {
+    [0, 1].map(|_| {
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("RSA key");
+        key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).expect("PEM").to_string()
+    })
+});
+
+fn signing_key(which: usize) -> CoreRsaPrivateSigningKey {
+    // Both keys carry the provider's key id: a forged token names the key it pretends to be.
+    CoreRsaPrivateSigningKey::from_pem(&KEYS[which], Some(JsonWebKeyId::new("key-1".into()))).expect("key")
+}
+
+/// A code the provider will exchange once: for the PKCE challenge it was issued against.
+struct Grant {
+    challenge: String,
+    id_token: String,
+}
+
+#[derive(Clone)]
+struct Provider {
+    issuer: String,
+    grants: Arc<Mutex<HashMap<String, Grant>>>,
+}
+
+/// The fake provider, serving until the test ends.
+struct FakeProvider {
+    issuer: String,
+    grants: Arc<Mutex<HashMap<String, Grant>>>,
+}
+
+impl FakeProvider {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+        let provider = Provider {
+            issuer: issuer.clone(),
+            grants: Arc::default(),
+        };
+        let grants = provider.grants.clone();
+        let app = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks", get(jwks))
+            .route("/token", post(token))
+            .with_state(provider);
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("fake provider serves") });
+        Self { issuer, grants }
+    }
+
+    /// Makes `code` exchangeable once for `id_token`, by the verifier of `challenge`.
+    fn grant(&self, code: &str, challenge: &str, id_token: String) {
+        let grant = Grant {
+            challenge: challenge.to_owned(),
+            id_token,
+        };
+        self.grants.lock().unwrap().insert(code.to_owned(), grant);
+    }
+}
+
+async fn discovery(State(p): State<Provider>) -> Json<CoreProviderMetadata> {
+    let url = |path: &str| format!("{}{path}", p.issuer);
+    let meta = CoreProviderMetadata::new(
+        IssuerUrl::new(p.issuer.clone()).unwrap(),
+        AuthUrl::new(url("/authorize")).unwrap(),
+        JsonWebKeySetUrl::new(url("/jwks")).unwrap(),
+        vec![ResponseTypes::new(vec![CoreResponseType::Code])],
+        vec![CoreSubjectIdentifierType::Public],
+        vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256],
+        EmptyAdditionalProviderMetadata {},
+    )
+    .set_token_endpoint(Some(TokenUrl::new(url("/token")).unwrap()));
+    Json(meta)
+}
+
+async fn jwks() -> Json<CoreJsonWebKeySet> {
+    Json(CoreJsonWebKeySet::new(vec![signing_key(0).as_verification_key()]))
+}
+
+/// The token endpoint: the client's secret (HTTP Basic), a known code (once), the redirect URL
+/// and a PKCE verifier whose S256 challenge is the one the code was issued for.
+async fn token(
+    State(p): State<Provider>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> (AxumStatus, Json<Value>) {
+    let refuse = |error: &str| (AxumStatus::BAD_REQUEST, Json(json!({ "error": error })));
+    let auth = headers
+        .get(axum_header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(decode_basic);
+    if auth != Some((CLIENT_ID.to_owned(), CLIENT_SECRET.to_owned())) {
+        return refuse("invalid_client");
+    }
+    let field = |name: &str| form.get(name).cloned().unwrap_or_default();
+    if field("grant_type") != "authorization_code" || field("redirect_uri") != REDIRECT_URL {
+        return refuse("invalid_request");
+    }
+    let Some(grant) = p.grants.lock().unwrap().remove(&field("code")) else {
+        return refuse("invalid_grant");
+    };
+    let verifier = PkceCodeVerifier::new(field("code_verifier"));
+    if PkceCodeChallenge::from_code_verifier_sha256(&verifier).as_str() != grant.challenge {
+        return refuse("invalid_grant");
+    }
+    let answer = json!({
+        "access_token": ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 3600, "id_token": grant.id_token,
+    });
+    (AxumStatus::OK, Json(answer))
+}
+
+const ACCESS_TOKEN: &str = "access-token-of-the-fake-provider";
+
+/// HTTP Basic credentials as the oauth2 crate sends them (each part form-urlencoded).
+fn decode_basic(value: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let encoded = value.strip_prefix("Basic ")?;
+    let text = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let unescape = |s: &str| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
+            .ok()?
+            .pop()
+            .map(|(_, v)| v)
+    };
+    Some((unescape(id)?, unescape(secret)?))
+}
+
+/// What the provider puts in the ID token it issues.
+struct Claims {
+    subject: String,
+    email: Option<String>,
+    verified: bool,
+    name: Option<String>,
+    audience: String,
+    expires_in: Duration,
+    /// `None`: the nonce of the authorization request.
+    nonce: Option<String>,
+    /// 0: the provider's key; 1: another key.
+    key: usize,
+}
+
+impl Claims {
+    fn of(subject: &str) -> Self {
+        Self {
+            subject: subject.to_owned(),
+            email: None,
+            verified: false,
+            name: Some("Ann Lee".into()),
+            audience: CLIENT_ID.into(),
+            expires_in: Duration::minutes(5),
+            nonce: None,
+            key: 0,
+        }
+    }
+
+    fn email(mut self, email: &str, verified: bool) -> Self {
+        self.email = Some(email.into());
+        self.verified = verified;
+        self
+    }
+
+    fn sign(&self, issuer: &str, request_nonce: &str) -> String {
+        let mut standard = StandardClaims::new(SubjectIdentifier::new(self.subject.clone()))
+            .set_email(self.email.clone().map(EndUserEmail::new))
+            .set_email_verified(self.email.as_ref().map(|_| self.verified));
+        if let Some(name) = &self.name {
+            standard = standard.set_name(Some(LocalizedClaim::from(EndUserName::new(name.clone()))));
+        }
+        let now = Utc::now();
+        let nonce = self.nonce.clone().unwrap_or_else(|| request_nonce.to_owned());
+        let claims = CoreIdTokenClaims::new(
+            IssuerUrl::new(issuer.to_owned()).unwrap(),
+            vec![Audience::new(self.audience.clone())],
+            now + self.expires_in,
+            now - Duration::minutes(1),
+            standard,
+            EmptyAdditionalClaims {},
+        )
+        .set_nonce(Some(Nonce::new(nonce)));
+        let access = AccessToken::new(ACCESS_TOKEN.into());
+        CoreIdToken::new(
+            claims,
+            &signing_key(self.key),
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            Some(&access),
+            None,
+        )
+        .expect("sign the ID token")
+        .to_string()
+    }
+}
+
+/// A browser: keeps cookies, does not follow redirects.
+fn browser() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// A sign-in the browser started: the authorization request's parameters, and the
+/// `chatbox_oidc` cookie it was given.
+struct Started {
+    state: String,
+    nonce: String,
+    challenge: String,
+    cookie: String,
+}
+
+struct Oidc {
+    app: TestApp,
+    provider: FakeProvider,
+}
+
+impl Oidc {
+    async fn spawn(backend: Backend) -> Self {
+        let provider = FakeProvider::start().await;
+        let db = TestDb::new(&backend);
+        let mut s = settings(&db);
+        s.oidc_issuer = Some(provider.issuer.clone());
+        s.oidc_client_id = Some(CLIENT_ID.into());
+        s.oidc_client_secret = Some(CLIENT_SECRET.into());
+        s.oidc_redirect_url = Some(REDIRECT_URL.into());
+        s.oidc_name = Some("Google".into());
+        let app = TestApp::spawn_with(db, s).await;
+        Self { app, provider }
+    }
+
+    /// `GET /auth/oidc/login` → the provider's authorization URL, checked and read.
+    async fn start(&self, browser: &Client) -> Started {
+        let res = browser.get(self.app.url("/auth/oidc/login")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::FOUND);
+        let cookie = res
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("chatbox_oidc="))
+            .expect("binding cookie")
+            .to_owned();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/auth/oidc"),
+            "{cookie}"
+        );
+        let location = res.headers()[header::LOCATION].to_str().unwrap();
+        let url = Url::parse(location).unwrap();
+        assert!(
+            location.starts_with(&format!("{}/authorize?", self.provider.issuer)),
+            "{location}"
+        );
+        let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["response_type"], "code");
+        assert_eq!(q["client_id"], CLIENT_ID);
+        assert_eq!(q["redirect_uri"], REDIRECT_URL);
+        assert_eq!(q["code_challenge_method"], "S256");
+        let scopes: Vec<&str> = q["scope"].split(' ').collect();
+        assert!(scopes.contains(&"openid") && scopes.contains(&"email"), "{scopes:?}");
+        let value = cookie.split(';').next().unwrap().to_owned();
+        Started {
+            state: q["state"].clone(),
+            nonce: q["nonce"].clone(),
+            challenge: q["code_challenge"].clone(),
+            cookie: value,
+        }
+    }
+
+    /// The provider's redirect back with `code` for `claims`, as `browser` follows it.
+    async fn finish(&self, browser: &Client, started: &Started, code: &str, claims: &Claims) -> reqwest::Response {
+        let token = claims.sign(&self.provider.issuer, &started.nonce);
+        self.provider.grant(code, &started.challenge, token);
+        self.callback(browser, code, &started.state).await
+    }
+
+    async fn callback(&self, browser: &Client, code: &str, state: &str) -> reqwest::Response {
+        let url =
+            Url::parse_with_params(&self.app.url("/auth/oidc/callback"), [("code", code), ("state", state)]).unwrap();
+        browser.get(url).send().await.unwrap()
+    }
+
+    /// A whole sign-in for `claims` in a new browser: that browser, signed in.
+    async fn sign_in(&self, code: &str, claims: &Claims) -> (Client, Value) {
+        let browser = browser();
+        let started = self.start(&browser).await;
+        let res = self.finish(&browser, &started, code, claims).await;
+        assert_eq!(res.status(), StatusCode::FOUND);
+        assert_eq!(res.headers()[header::LOCATION], "/");
+        let cookies: Vec<&str> = res
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        assert!(cookies.iter().any(|c| c.starts_with("chatbox_session=")), "{cookies:?}");
+        assert!(
+            cookies
+                .iter()
+                .any(|c| c.starts_with("chatbox_oidc=;") && c.contains("Max-Age=0")),
+            "the binding cookie is spent: {cookies:?}"
+        );
+        let me = browser.get(self.app.url("/api/me")).send().await.unwrap();
+        assert_eq!(me.status(), StatusCode::OK);
+        let me: Value = me.json().await.unwrap();
+        (browser, me["user"].clone())
+    }
+
+    /// How many accounts exist, as a signed-in user sees them (the watcher included).
+    async fn accounts(&self, watcher: &crate::helpers::TestUser) -> usize {
+        let res = watcher.client.get(self.app.url("/api/users")).send().await.unwrap();
+        let body: Value = res.json().await.unwrap();
+        body["users"].as_array().expect("users").len()
+    }
+}
+
+async fn a_new_user_is_created_signed_in_and_found_again(backend: Backend) {
+    let oidc = Oidc::spawn(backend).await;
+    let claims = Claims::of("sub-1").email("ann@example.com", true);
+    let (browser, user) = oidc.sign_in("code-1", &claims).await;
+    assert_eq!(user["name"], "Ann Lee");
+    assert_eq!(user["email"], "ann@example.com");
+    // The session works for what a signed-in page does next.
+    let res = browser.get(oidc.app.url("/api/groups")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // Such an account has no password: password login is refused cleanly, whatever is typed.
+    for password in ["!no-password", "", "password123"] {
+        let res = oidc
+            .app
+            .post("/api/login", json!({"email": "ann@example.com", "password": password}))
+            .await;
+        assert_eq!(error_code(res, StatusCode::UNAUTHORIZED).await, "invalid_credentials");
+    }
+    // The same subject signs in to the same account, even with another name and e-mail now.
+    let mut again = Claims::of("sub-1").email("ann.lee@example.org", true);
+    again.name = Some("Someone Else".into());
+    let (_, user2) = oidc.sign_in("code-2", &again).await;
+    assert_eq!(user2["id"], user["id"]);
+    // Another subject with the same name gets an account of its own, with a free name and,
+    // its e-mail being unverified, a placeholder address.
+    let (_, other) = oidc
+        .sign_in("code-3", &Claims::of("sub-2").email("x@example.com", false))
+        .await;
+    assert_ne!(other["id"], user["id"]);
+    assert_eq!(other["name"], "Ann Lee 2");
+    assert!(other["email"].as_str().unwrap().ends_with("@users.invalid"), "{other}");
+    let res = oidc
+        .app
+        .post(
+            "/api/register",
+            json!({"name": "x", "email": "x@example.com", "password": "password-x"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED, "an unverified e-mail is not taken");
+}
+
+async fn a_verified_email_links_to_the_existing_account(backend: Backend) {
+    let oidc = Oidc::spawn(backend).await;
+    let bob = oidc.app.user("bob").await;
+    let claims = Claims::of("google-bob").email("Bob@Example.com", true);
+    let (browser, user) = oidc.sign_in("code-1", &claims).await;
+    assert_eq!(user["id"], bob.id, "linked to the account with that e-mail");
+    assert_eq!(user["name"], "bob");
+    // The password whoever registered the address chose stops working, and what it issued ends.
+    let res = oidc
+        .app
+        .post(
+            "/api/login",
+            json!({"email": "bob@example.com", "password": "password-bob"}),
+        )
+        .await;
+    assert_eq!(error_code(res, StatusCode::UNAUTHORIZED).await, "invalid_credentials");
+    let res = new_client()
+        .get(oidc.app.url("/api/me"))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "the old token is revoked");
+    let res = bob.client.get(oidc.app.url("/api/me")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "the old session is ended");
+    let res = browser.get(oidc.app.url("/api/me")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the new session works");
+    // From now on the identity finds it, whatever e-mail the provider reports.
+    let (_, again) = oidc
+        .sign_in("code-2", &Claims::of("google-bob").email("new@example.com", true))
+        .await;
+    assert_eq!(again["id"], bob.id);
+}
+
+async fn an_unverified_email_does_not_link(backend: Backend) {
+    let oidc = Oidc::spawn(backend).await;
+    let carol = oidc.app.user("carol").await;
+    let (_, user) = oidc
+        .sign_in("code-1", &Claims::of("someone").email("carol@example.com", false))
+        .await;
+    assert_ne!(user["id"], carol.id, "a new account, not carol's");
+    assert_ne!(user["email"], "carol@example.com");
+    // Carol's account is untouched.
+    let res = oidc
+        .app
+        .post(
+            "/api/login",
+            json!({"email": "carol@example.com", "password": "password-carol"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(oidc.accounts(&carol).await, 2);
+}
+
+/// A callback for `claims` is refused with `code`: no session, no account.
+async fn refused(oidc: &Oidc, watcher: &crate::helpers::TestUser, claims: Claims, code: &str) {
+    let browser = browser();
+    let started = oidc.start(&browser).await;
+    let before = oidc.accounts(watcher).await;
+    let res = oidc.finish(&browser, &started, "the-code", &claims).await;
+    assert_refused(oidc, &browser, res, code).await;
+    assert_eq!(oidc.accounts(watcher).await, before, "no account was created");
+}
+
+async fn assert_refused(oidc: &Oidc, browser: &Client, res: reqwest::Response, code: &str) {
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert_eq!(res.headers()[header::LOCATION], format!("/?oidc_error={code}").as_str());
+    let res = browser.get(oidc.app.url("/api/me")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "no session");
+}
+
+async fn forged_and_unfit_id_tokens_are_refused(backend: Backend) {
+    let oidc = Oidc::spawn(backend).await;
+    let watcher = oidc.app.user("watcher").await;
+    let claims = || Claims::of("mallory").email("watcher@example.com", true);
+    let mut other_key = claims();
+    other_key.key = 1;
+    refused(&oidc, &watcher, other_key, "invalid").await;
+    let mut wrong_audience = claims();
+    wrong_audience.audience = "another-client".into();
+    refused(&oidc, &watcher, wrong_audience, "invalid").await;
+    let mut expired = claims();
+    expired.expires_in = Duration::minutes(-2);
+    refused(&oidc, &watcher, expired, "invalid").await;
+    let mut wrong_nonce = claims();
+    wrong_nonce.nonce = Some("a-nonce-from-another-sign-in".into());
+    refused(&oidc, &watcher, wrong_nonce, "invalid").await;
+    // None of these linked the watcher's account: its password still works.
+    let res = oidc
+        .app
+        .post(
+            "/api/login",
+            json!({"email": "watcher@example.com", "password": "password-watcher"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+async fn a_state_is_used_once_by_the_browser_that_started_it(backend: Backend) {
+    let oidc = Oidc::spawn(backend).await;
+    let watcher = oidc.app.user("watcher").await;
+    let browser = browser();
+    let started = oidc.start(&browser).await;
+    let claims = Claims::of("sub-1").email("dan@example.com", true);
+    // From another browser (no binding cookie): refused, and the sign-in is not spent.
+    let stranger = self::browser();
+    let token = claims.sign(&oidc.provider.issuer, &started.nonce);
+    oidc.provider.grant("code-1", &started.challenge, token);
+    let res = oidc.callback(&stranger, "code-1", &started.state).await;
+    assert_refused(&oidc, &stranger, res, "expired").await;
+    // The browser that started it signs in.
+    let res = oidc.callback(&browser, "code-1", &started.state).await;
+    assert_eq!(res.headers()[header::LOCATION], "/");
+    assert_eq!(oidc.accounts(&watcher).await, 2);
+    // The same callback replayed, with the binding cookie and a fresh code: refused.
+    let replay = self::browser();
+    let token = claims.sign(&oidc.provider.issuer, &started.nonce);
+    oidc.provider.grant("code-2", &started.challenge, token);
+    let url = Url::parse_with_params(
+        &oidc.app.url("/auth/oidc/callback"),
+        [("code", "code-2"), ("state", started.state.as_str())],
+    )
+    .unwrap();
+    let res = replay
+        .get(url)
+        .header(header::COOKIE, &started.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_refused(&oidc, &replay, res, "expired").await;
+    // An unknown state, and the provider's own refusal.
+    let other = self::browser();
+    let started = oidc.start(&other).await;
+    let res = oidc.callback(&other, "code-3", "not-a-state-we-made").await;
+    assert_refused(&oidc, &other, res, "expired").await;
+    let url = Url::parse_with_params(
+        &oidc.app.url("/auth/oidc/callback"),
+        [("error", "access_denied"), ("state", started.state.as_str())],
+    )
+    .unwrap();
+    let res = other.get(url).send().await.unwrap();
+    assert_refused(&oidc, &other, res, "denied").await;
+    // A code the provider does not know (or a wrong PKCE verifier): the provider refuses it.
+    let started = oidc.start(&other).await;
+    let res = oidc.callback(&other, "never-issued", &started.state).await;
+    assert_refused(&oidc, &other, res, "refused").await;
+    assert_eq!(oidc.accounts(&watcher).await, 2, "no account was created");
+}
+
+backend_tests!(
+    a_new_user_is_created_signed_in_and_found_again,
+    a_verified_email_links_to_the_existing_account,
+    an_unverified_email_does_not_link,
+    forged_and_unfit_id_tokens_are_refused,
+    a_state_is_used_once_by_the_browser_that_started_it,
+);
+
+#[tokio::test]
+async fn without_the_settings_the_routes_are_404_and_config_says_so() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for path in ["/auth/oidc/login", "/auth/oidc/callback?code=x&state=y"] {
+        let res = browser().get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let config: Value = app.get("/api/config").await.json().await.unwrap();
+    assert_eq!(config["oidc"], json!({"enabled": false}));
+}
+
+#[tokio::test]
+async fn config_names_the_provider_and_an_unreachable_one_answers_503() {
+    let oidc = Oidc::spawn(Backend::Sqlite).await;
+    let config: Value = oidc.app.get("/api/config").await.json().await.unwrap();
+    assert_eq!(
+        config["oidc"],
+        json!({"enabled": true, "name": "Google", "login_url": "/auth/oidc/login"})
+    );
+    // A provider nobody listens for.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let db = TestDb::new(&Backend::Sqlite);
+    let mut s = settings(&db);
+    s.oidc_issuer = Some(issuer);
+    s.oidc_client_id = Some(CLIENT_ID.into());
+    s.oidc_client_secret = Some(CLIENT_SECRET.into());
+    s.oidc_redirect_url = Some(REDIRECT_URL.into());
+    let app = TestApp::spawn_with(db, s).await;
+    let res = browser().get(app.url("/auth/oidc/login")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        res.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(res.text().await.unwrap().contains("cannot be reached"));
+}
