@@ -1,5 +1,6 @@
-// Shared by the chat page (app.js) and the admin page (admin.js): JSON requests to the API, the
-// real-time client configured from /api/config, and the connection-state badge.
+// Shared by the chat page (js/main.js and its modules) and the admin page (admin.js): JSON
+// requests to the API, the real-time client configured from /api/config, and the connection-state
+// badge.
 (function (global) {
   'use strict';
 
