@@ -557,6 +557,10 @@ async fn without_the_settings_the_routes_are_404_and_config_says_so() {
     }
     let config: Value = app.get("/api/config").await.json().await.unwrap();
     assert_eq!(config["oidc"], json!({"enabled": false}));
+    let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    for path in ["/auth/oidc/login", "/auth/oidc/callback"] {
+        assert!(doc["paths"][path]["get"].is_object(), "{path} is documented");
+    }
 }
 
 #[tokio::test]
