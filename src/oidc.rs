@@ -5,7 +5,8 @@
 //! into a signed-in user.
 //!
 //! Discovery is lazy: the first sign-in fetches the provider's metadata and keys, which are kept
-//! for [`METADATA_TTL`] (keys rotate: Google publishes a new key days before signing with it).
+//! for [`METADATA_TTL`] (keys rotate: Google publishes a new key days before signing with it),
+//! and fetched again at once when an ID token names a key they do not hold.
 //! A provider that cannot be reached fails that sign-in with [`OidcError::Unavailable`] (the
 //! server itself starts and runs without it), and the next attempt tries again.
 
@@ -17,8 +18,9 @@ use std::{
 };
 
 use openidconnect::{
-    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    AccessTokenHash, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError,
+    TokenResponse,
     core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata},
 };
 use tokio::sync::Mutex;
@@ -104,9 +106,19 @@ impl Provider {
     /// The metadata, discovered now if never or too long ago. Callers wait for one discovery
     /// rather than each starting their own.
     async fn metadata(&self) -> Result<Arc<CoreProviderMetadata>, OidcError> {
+        self.metadata_newer_than(None).await
+    }
+
+    /// The metadata, discovered again unless what is cached is younger than [`METADATA_TTL`] and
+    /// is not `stale` (the copy a caller found wanting).
+    async fn metadata_newer_than(
+        &self,
+        stale: Option<&Arc<CoreProviderMetadata>>,
+    ) -> Result<Arc<CoreProviderMetadata>, OidcError> {
         let mut cached = self.discovered.lock().await;
         if let Some((at, meta)) = cached.as_ref()
             && at.elapsed() < METADATA_TTL
+            && !stale.is_some_and(|s| Arc::ptr_eq(s, meta))
         {
             return Ok(meta.clone());
         }
@@ -192,9 +204,26 @@ impl Provider {
         let token = answer
             .id_token()
             .ok_or_else(|| OidcError::InvalidToken("no ID token in the answer".into()))?;
+        let nonce = Nonce::new(nonce);
+        // Signed with a key we do not have: the provider rotated its keys since discovery. The
+        // token came from the provider itself (the code exchange), so fetching the keys again
+        // is not something a browser can make us do at will.
+        let unknown_key = matches!(
+            token.claims(&client.id_token_verifier(), &nonce),
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey
+            ))
+        );
+        let client = if unknown_key {
+            let fresh = self.metadata_newer_than(Some(&meta)).await?;
+            tracing::info!("ID token signed with a key not seen before: provider keys fetched again");
+            self.client(&fresh)?
+        } else {
+            client
+        };
         let verifier = client.id_token_verifier();
         let claims = token
-            .claims(&verifier, &Nonce::new(nonce))
+            .claims(&verifier, &nonce)
             .map_err(|e| OidcError::InvalidToken(crate::telemetry::chain(&e)))?;
         if let Some(expected) = claims.access_token_hash() {
             let invalid = |e: &dyn std::error::Error| OidcError::InvalidToken(e.to_string());

@@ -45,9 +45,8 @@ static KEYS: LazyLock<[String; 2]> = LazyLock::new(|| {
     })
 });
 
-fn signing_key(which: usize) -> CoreRsaPrivateSigningKey {
-    // Both keys carry the provider's key id: a forged token names the key it pretends to be.
-    CoreRsaPrivateSigningKey::from_pem(&KEYS[which], Some(JsonWebKeyId::new("key-1".into()))).expect("key")
+fn signing_key(which: usize, kid: &str) -> CoreRsaPrivateSigningKey {
+    CoreRsaPrivateSigningKey::from_pem(&KEYS[which], Some(JsonWebKeyId::new(kid.into()))).expect("key")
 }
 
 /// A code the provider will exchange once: for the PKCE challenge it was issued against.
@@ -60,12 +59,15 @@ struct Grant {
 struct Provider {
     issuer: String,
     grants: Arc<Mutex<HashMap<String, Grant>>>,
+    /// The key the provider publishes: `(key, kid)`.
+    published: Arc<Mutex<(usize, &'static str)>>,
 }
 
 /// The fake provider, serving until the test ends.
 struct FakeProvider {
     issuer: String,
     grants: Arc<Mutex<HashMap<String, Grant>>>,
+    published: Arc<Mutex<(usize, &'static str)>>,
 }
 
 impl FakeProvider {
@@ -75,15 +77,25 @@ impl FakeProvider {
         let provider = Provider {
             issuer: issuer.clone(),
             grants: Arc::default(),
+            published: Arc::new(Mutex::new((0, "key-1"))),
         };
-        let grants = provider.grants.clone();
+        let (grants, published) = (provider.grants.clone(), provider.published.clone());
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
             .route("/token", post(token))
             .with_state(provider);
         tokio::spawn(async move { axum::serve(listener, app).await.expect("fake provider serves") });
-        Self { issuer, grants }
+        Self {
+            issuer,
+            grants,
+            published,
+        }
+    }
+
+    /// Publishes another key in place of the current one, as a provider rotating its keys does.
+    fn rotate_to(&self, key: usize, kid: &'static str) {
+        *self.published.lock().unwrap() = (key, kid);
     }
 
     /// Makes `code` exchangeable once for `id_token`, by the verifier of `challenge`.
@@ -111,8 +123,11 @@ async fn discovery(State(p): State<Provider>) -> Json<CoreProviderMetadata> {
     Json(meta)
 }
 
-async fn jwks() -> Json<CoreJsonWebKeySet> {
-    Json(CoreJsonWebKeySet::new(vec![signing_key(0).as_verification_key()]))
+async fn jwks(State(p): State<Provider>) -> Json<CoreJsonWebKeySet> {
+    let (key, kid) = *p.published.lock().unwrap();
+    Json(CoreJsonWebKeySet::new(vec![
+        signing_key(key, kid).as_verification_key(),
+    ]))
 }
 
 /// The token endpoint: the client's secret (HTTP Basic), a known code (once), the redirect URL
@@ -176,6 +191,8 @@ struct Claims {
     nonce: Option<String>,
     /// 0: the provider's key; 1: another key.
     key: usize,
+    /// The key id the token names (a forged token names the key it pretends to be).
+    kid: &'static str,
 }
 
 impl Claims {
@@ -189,6 +206,7 @@ impl Claims {
             expires_in: Duration::minutes(5),
             nonce: None,
             key: 0,
+            kid: "key-1",
         }
     }
 
@@ -219,7 +237,7 @@ impl Claims {
         let access = AccessToken::new(ACCESS_TOKEN.into());
         CoreIdToken::new(
             claims,
-            &signing_key(self.key),
+            &signing_key(self.key, self.kid),
             CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
             Some(&access),
             None,
@@ -540,7 +558,24 @@ async fn a_state_is_used_once_by_the_browser_that_started_it(backend: Backend) {
     assert_eq!(oidc.accounts(&watcher).await, 2, "no account was created");
 }
 
+async fn rotated_provider_keys_are_fetched_again(backend: Backend) {
+    let oidc = Oidc::spawn(backend).await;
+    let (_, first) = oidc.sign_in("code-1", &Claims::of("sub-1")).await;
+    // The provider replaces its key after the server discovered it: a token signed with the new
+    // key names a key id the server has not seen, so it fetches the keys again, once.
+    oidc.provider.rotate_to(1, "key-2");
+    let mut rotated = Claims::of("sub-1");
+    rotated.key = 1;
+    rotated.kid = "key-2";
+    let (_, again) = oidc.sign_in("code-2", &rotated).await;
+    assert_eq!(again["id"], first["id"]);
+    // The old key is gone from the provider's set: a token signed with it is refused.
+    let watcher = oidc.app.user("watcher").await;
+    refused(&oidc, &watcher, Claims::of("sub-1"), "invalid").await;
+}
+
 backend_tests!(
+    rotated_provider_keys_are_fetched_again,
     a_new_user_is_created_signed_in_and_found_again,
     a_verified_email_links_to_the_existing_account,
     an_unverified_email_does_not_link,
