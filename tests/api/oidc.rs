@@ -129,6 +129,20 @@ impl Oidc {
         (browser, me["user"].clone())
     }
 
+    /// How many bearer tokens `user` holds, read from the database (the callback keeps the
+    /// token it issues in the session only, as a cookie login does).
+    async fn tokens_of(&self, user: &Value) -> i64 {
+        let (db, id) = (self.app.db(), user["id"].as_i64().expect("id"));
+        let sql = "SELECT COUNT(*) FROM api_tokens WHERE user_id = ?";
+        if db.url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(sql).bind(id).fetch_one(&pool).await.unwrap()
+        } else {
+            let pool = sqlx::MySqlPool::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(sql).bind(id).fetch_one(&pool).await.unwrap()
+        }
+    }
+
     /// How many accounts exist, as a signed-in user sees them (the watcher included).
     async fn accounts(&self, watcher: &crate::helpers::TestUser) -> usize {
         let res = watcher.client.get(self.app.url("/api/users")).send().await.unwrap();
@@ -143,9 +157,18 @@ async fn a_new_user_is_created_signed_in_and_found_again(backend: Backend) {
     let (browser, user) = oidc.sign_in("code-1", &claims).await;
     assert_eq!(user["name"], "Ann Lee");
     assert_eq!(user["email"], "ann@example.com");
+    assert_eq!(
+        oidc.tokens_of(&user).await,
+        1,
+        "a bearer token was issued with the session"
+    );
     // The session works for what a signed-in page does next.
     let res = browser.get(oidc.app.url("/api/groups")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    // Signing out of that session revokes the token issued with it, as after a password login.
+    let signed_out = browser.post(oidc.app.url("/api/logout")).send().await.unwrap();
+    assert_eq!(signed_out.status(), StatusCode::NO_CONTENT);
+    assert_eq!(oidc.tokens_of(&user).await, 0);
     // Such an account has no password: password login is refused cleanly, whatever is typed.
     for password in ["!no-password", "", "password123"] {
         let res = oidc
