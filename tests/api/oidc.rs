@@ -418,3 +418,22 @@ async fn config_names_the_provider_and_an_unreachable_one_answers_503() {
     );
     assert!(res.text().await.unwrap().contains("cannot be reached"));
 }
+
+/// Each sign-in started keeps a row for 10 minutes: one address starts at most 600 of them in
+/// 10 minutes (`OIDC_LOGINS_PER_ADDRESS`), then 429 at once, without a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_started_are_limited_per_address() {
+    let oidc = Oidc::spawn(Backend::Sqlite).await;
+    let browser = browser();
+    let url = oidc.app.url("/auth/oidc/login");
+    for n in 0..600 {
+        let res = browser.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::FOUND, "sign-in {n}");
+    }
+    let res = browser.get(&url).send().await.unwrap();
+    assert!(res.headers().contains_key(header::RETRY_AFTER));
+    assert_eq!(
+        error_code(res, StatusCode::TOO_MANY_REQUESTS).await,
+        "too_many_attempts"
+    );
+}
