@@ -26,6 +26,7 @@ pub mod files;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod oidc;
 pub mod protocol;
 pub mod queue;
 pub mod shutdown;

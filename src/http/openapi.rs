@@ -7,8 +7,8 @@ use utoipa::{
 };
 
 use super::{
-    accounts, admin, attachments, broadcasting_auth, conversations, groups, messages, notifications, people, pictures,
-    pusher_api, typing,
+    accounts, admin, attachments, broadcasting_auth, conversations, groups, messages, notifications, oidc, people,
+    pictures, pusher_api, typing,
 };
 
 #[derive(OpenApi)]
@@ -17,6 +17,7 @@ use super::{
         Errors are {\"error\": {\"code\", \"message\"}}. Authenticate with the session cookie from login, or a bearer token."),
     paths(
         accounts::register, accounts::login, accounts::logout, accounts::logout_everywhere, accounts::me,
+        oidc::login, oidc::callback,
         messages::send_to_user, messages::user_history, messages::send_to_group, messages::group_history,
         messages::read_user, messages::read_group, messages::acknowledge,
         attachments::upload, attachments::download, attachments::thumbnail,

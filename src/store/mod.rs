@@ -13,6 +13,7 @@ mod cursors;
 mod groups;
 mod messages;
 mod mysql;
+mod oidc;
 mod pictures;
 mod sessions;
 mod sqlite;
@@ -31,6 +32,7 @@ pub use chat::{Conversation, EventRow, Page, Person, Stream, conversation_key};
 pub use cursors::Cursor;
 pub use groups::Group;
 pub use messages::{Destination, Inserted, Message, Sender};
+pub use oidc::PendingLogin;
 pub use pictures::{GROUP_PICTURE_TILES, PictureMember, avatar_url};
 pub use sessions::SESSION_USER_KEY;
 

@@ -218,6 +218,11 @@ pub fn settings(db: &TestDb) -> Settings {
         trusted_proxies: String::new(),
         attachments_dir: Some(db.files.display().to_string()),
         max_attachment_bytes: 10 * 1024 * 1024,
+        oidc_issuer: None,
+        oidc_client_id: None,
+        oidc_client_secret: None,
+        oidc_redirect_url: None,
+        oidc_name: None,
     }
 }
 
