@@ -33,6 +33,17 @@ pub const USER_REGISTERED: &str = "App\\Events\\UserRegistered";
 /// (`{from, group_id}`); published by `POST /api/typing`, not by the worker.
 pub const TYPING_EVENT: &str = "App\\Events\\Typing";
 
+/// A message was edited: `{message}` (its current state), on the channels it went to.
+pub const MESSAGE_UPDATED: &str = "App\\Events\\MessageUpdated";
+/// A message was deleted: `{message_id, user_id | group_id}`, on the channels it went to.
+pub const MESSAGE_DELETED: &str = "App\\Events\\MessageDeleted";
+/// A participant read a conversation further: `{reader_id, up_to, user_id | group_id}`, to the
+/// other participants (not for "All").
+pub const MESSAGES_READ: &str = "App\\Events\\MessagesRead";
+/// The user was named in a group message: `{from, pseudonym?, group: {id, name}, message_id}`
+/// (the `mention` notification), on its group channel.
+pub const MENTIONED: &str = "App\\Events\\Mentioned";
+
 /// Longest a blocking claim waits before the loop checks for shutdown again.
 const CLAIM_WAIT: Duration = Duration::from_secs(2);
 /// Longest a stopping worker tries to hand its claimed jobs back; past it, they come back after
@@ -88,21 +99,24 @@ impl Worker {
                 return Ok(());
             }
         };
-        let broadcast = match envelope.job {
-            Job::Message { message } => self.message_broadcast(&message).await?,
-            Job::Event { to, event, data } => Some(Broadcast {
+        let broadcasts = match envelope.job {
+            Job::Message { message } => self.message_broadcasts(&message).await?,
+            Job::Event { to, event, data } => vec![Broadcast {
                 target: match to {
                     Audience::Users { users } => Target::Group { users },
                     Audience::Everyone => Target::EveryGroupChannel,
+                    Audience::Individuals { users } => Target::Individual { users },
                 },
                 event,
                 data: data.to_string(),
                 user_id: None,
                 except: None,
+                // Not a message announcement: a change of a message already delivered must
+                // still reach the socket, which drops repeated message ids.
                 message_id: None,
-            }),
+            }],
         };
-        if let Some(b) = &broadcast {
+        for b in &broadcasts {
             self.bus.publish(b).await?;
         }
         self.queue.ack(claimed).await?;
@@ -114,8 +128,9 @@ impl Worker {
         Ok(())
     }
 
-    /// The broadcast announcing `message`; `None` for a group that no longer exists.
-    async fn message_broadcast(&self, message: &Message) -> anyhow::Result<Option<Broadcast>> {
+    /// The broadcasts announcing `message` (none for a group that no longer exists): the message
+    /// itself, then [`MENTIONED`] to the members it names.
+    async fn message_broadcasts(&self, message: &Message) -> anyhow::Result<Vec<Broadcast>> {
         let data = json!({ "message": message }).to_string();
         let (target, event) = match message.destination() {
             Destination::User(recipient) => (Target::Individual { users: vec![recipient] }, INDIVIDUAL_EVENT),
@@ -123,19 +138,38 @@ impl Worker {
             Destination::Group(group) => {
                 let users = self.store.member_ids(group).await?;
                 if users.is_empty() {
-                    return Ok(None);
+                    return Ok(Vec::new());
                 }
                 (Target::Group { users }, GROUP_EVENT)
             }
         };
-        Ok(Some(Broadcast {
+        let mut out = vec![Broadcast {
             target,
             event: event.to_owned(),
             data,
             user_id: None,
             except: None,
             message_id: Some(message.id),
-        }))
+        }];
+        if let (Some(group), false) = (message.group_id, message.mentions.is_empty()) {
+            let names = self.store.group_names(&[group]).await?;
+            let mut data = json!({ "type": "mention", "from": message.sender,
+                                   "group": { "id": group, "name": names.get(&group) }, "message_id": message.id });
+            if let Some(p) = &message.pseudonym {
+                data["pseudonym"] = json!(p);
+            }
+            out.push(Broadcast {
+                target: Target::Group {
+                    users: message.mentions.iter().map(|m| m.id).collect(),
+                },
+                event: MENTIONED.to_owned(),
+                data: data.to_string(),
+                user_id: None,
+                except: None,
+                message_id: None,
+            });
+        }
+        Ok(out)
     }
 
     /// Processes jobs until `shutdown`. A job that fails (store or bus down) is retried in place,

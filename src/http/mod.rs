@@ -9,6 +9,7 @@ pub mod client_addr;
 pub mod conversations;
 pub mod extract;
 pub mod groups;
+pub mod message_changes;
 pub mod messages;
 pub mod notifications;
 pub mod openapi;
@@ -16,6 +17,7 @@ pub mod origin;
 pub mod passwords;
 pub mod people;
 pub mod pusher_api;
+pub mod questions;
 pub mod serve;
 pub mod static_files;
 pub mod typing;
@@ -49,6 +51,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(accounts::router())
         .merge(messages::router())
+        .merge(message_changes::router())
+        .merge(questions::router())
         .merge(groups::router())
         .merge(broadcasting_auth::router())
         .merge(people::router())

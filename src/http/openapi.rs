@@ -7,7 +7,8 @@ use utoipa::{
 };
 
 use super::{
-    accounts, admin, broadcasting_auth, conversations, groups, messages, notifications, people, pusher_api, typing,
+    accounts, admin, broadcasting_auth, conversations, groups, message_changes, messages, notifications, people,
+    pusher_api, questions, typing,
 };
 
 #[derive(OpenApi)]
@@ -18,10 +19,12 @@ use super::{
         accounts::register, accounts::login, accounts::logout, accounts::logout_everywhere, accounts::me,
         messages::send_to_user, messages::user_history, messages::send_to_group, messages::group_history,
         messages::read_user, messages::read_group, messages::acknowledge,
+        message_changes::edit, message_changes::remove,
         typing::typing,
         conversations::list,
         groups::create, groups::list, groups::show, groups::rename, groups::remove_group,
         groups::add_member, groups::remove_member,
+        questions::mute, questions::unmute, questions::list_muted,
         people::list, people::show, people::search, people::friends, people::add_friend, people::remove_friend,
         notifications::poll,
         broadcasting_auth::authorize,

@@ -32,6 +32,11 @@ pub fn conversation_key(c: Conversation) -> String {
 pub struct Page {
     pub messages: Vec<Message>,
     pub has_more: bool,
+    /// How far the other participants have read (for "seen"): the partner of a one-to-one
+    /// conversation, the other members of a group; absent for "All" (see README, "Seen") and when
+    /// there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_marks: Option<Vec<super::ReadMark>>,
 }
 
 /// Which of a user's two private channels a backlog is for.
@@ -118,7 +123,9 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        Ok(page(rows, limit))
+        let mut page = page(rows, limit);
+        self.attach_mentions(&mut page.messages).await?;
+        Ok(page)
     }
 
     /// Messages on `user`'s individual or group channel with ids after `after`, oldest first, at
@@ -149,7 +156,11 @@ impl Store {
         let rows: Vec<MessageRow> = on_pool!(self, pool => {
             sqlx::query_as(sql).bind(user).bind(after).bind(own).bind(i64::from(limit)).fetch_all(pool).await?
         });
-        Ok(rows.into_iter().map(Message::from).collect())
+        let mut messages: Vec<Message> = rows.into_iter().map(Message::from).collect();
+        if stream == Stream::Group {
+            self.attach_mentions(&mut messages).await?;
+        }
+        Ok(messages)
     }
 
     /// The newest message of a conversation, if any.
@@ -381,6 +392,7 @@ fn page(mut rows: Vec<MessageRow>, limit: u32) -> Page {
     Page {
         messages: rows.into_iter().map(Message::from).collect(),
         has_more,
+        read_marks: None,
     }
 }
 

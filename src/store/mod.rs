@@ -8,6 +8,7 @@
 
 mod accounts;
 mod chat;
+mod chat_features;
 mod cursors;
 mod groups;
 mod messages;
@@ -22,9 +23,10 @@ use crate::config::{Config, DatabaseKind};
 
 pub use accounts::{AccountRef, User};
 pub use chat::{Conversation, EventRow, Page, Person, Stream, conversation_key};
+pub use chat_features::{Authored, Changed, ReadMark};
 pub use cursors::Cursor;
 pub use groups::Group;
-pub use messages::{Destination, Inserted, Message, Sender};
+pub use messages::{Destination, Extras, Inserted, Mention, Message, Sender};
 pub use sessions::SESSION_USER_KEY;
 
 /// Handle to the database; cheap to clone (a pool handle).

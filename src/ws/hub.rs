@@ -18,7 +18,7 @@ use crate::{
     bus::{Broadcast, Target},
     domain::{ChannelName, MessageId, UserChannel},
     protocol::{ProtocolError, SocketId, frames},
-    worker::{ADDED_TO_GROUP, GROUP_EVENT, INDIVIDUAL_EVENT},
+    worker::{ADDED_TO_GROUP, GROUP_EVENT, INDIVIDUAL_EVENT, MENTIONED},
 };
 
 /// What the hub queues for one socket.
@@ -441,7 +441,7 @@ impl Hub {
 /// "added to group"), so the user's waiting polls are worth waking. Everything else (new users,
 /// group updates and removals, typing) would only make every woken poll query and find nothing.
 fn makes_notification(event: &str) -> bool {
-    [INDIVIDUAL_EVENT, GROUP_EVENT, ADDED_TO_GROUP].contains(&event)
+    [INDIVIDUAL_EVENT, GROUP_EVENT, ADDED_TO_GROUP, MENTIONED].contains(&event)
 }
 
 /// Removes `socket` from `key`'s set, dropping the set when it empties.

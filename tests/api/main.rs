@@ -11,6 +11,7 @@ mod accounts;
 mod broadcast;
 mod chaos;
 mod chat;
+mod chat_features;
 mod delivery;
 mod faults;
 mod health;
