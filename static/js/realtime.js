@@ -9,7 +9,7 @@ import { TYPING_SEND_EVERY_MS, TYPING_SHOW_MS, parseKey, sameId, state } from '.
 import { api, errorText } from './api.js';
 import { flash, userName } from './format.js';
 import { addUser, onUserRegistered, renderUsers } from './lists.js';
-import { receiveMessage } from './conversation.js';
+import { onMentioned, onMessageDeleted, onMessageUpdated, onMessagesRead, receiveMessage } from './conversation.js';
 import { onAddedToGroup, onGroupUpdated, onRemovedFromGroup } from './groups.js';
 
 // ---------------------------------------------------------------- real time
@@ -43,6 +43,9 @@ export function connectRealtime() {
       })
       .listen('UserRegistered', onUserRegistered)
       .listen('Typing', onTyping)
+      .listen('MessagesRead', onMessagesRead)
+      .listen('MessageUpdated', onMessageUpdated)
+      .listen('MessageDeleted', onMessageDeleted)
       .error(function (err) {
         flash('Cannot subscribe to your messages (' + describeSubError(err) + ').');
       });
@@ -62,6 +65,10 @@ export function connectRealtime() {
       })
       .listen('UserRegistered', onUserRegistered)
       .listen('Typing', onTyping)
+      .listen('MessagesRead', onMessagesRead)
+      .listen('MessageUpdated', onMessageUpdated)
+      .listen('MessageDeleted', onMessageDeleted)
+      .listen('Mentioned', onMentioned)
       .error(function (err) {
         flash('Cannot subscribe to your group messages (' + describeSubError(err) + ').');
       });
@@ -135,9 +142,11 @@ export function flushAck() {
 // ---------------------------------------------------------------- typing
 
 // The server tells the people of the conversation, on their own private channels, and names
-// the sender itself. "All" gets no typing indicator: it would go to everyone online.
+// the sender itself. "All" gets no typing indicator: it would go to everyone online. Nor does an
+// anonymous question: "ann is typing…" just before it would name the asker.
 export function sendTyping() {
   if (!state || !state.current) return;
+  if ($('#ask-anon').prop('checked') && !$('#ask-anon-label').prop('hidden')) return;
   var conv = state.convs.get(state.current);
   if (conv && conv.is_all) return;
   var now = Date.now();
