@@ -104,6 +104,11 @@ pub struct Settings {
     /// revokes it at once.
     #[arg(long, env = "TOKEN_TTL_DAYS", default_value_t = 30, global = true)]
     pub token_ttl_days: u32,
+    /// Seconds of silence on a WebSocket after which the server pings (told to clients as
+    /// Pusher's `activity_timeout`); a client that does not answer within a quarter of it (at
+    /// most 30 s) is closed with 4201.
+    #[arg(long, env = "ACTIVITY_TIMEOUT_SECS", default_value_t = 120, global = true)]
+    pub activity_timeout_secs: u64,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -174,6 +179,8 @@ pub struct Config {
     pub max_connections_per_ip: Option<u32>,
     /// Bearer tokens expire this long after they are issued.
     pub token_ttl: std::time::Duration,
+    /// WebSocket silence before the server pings.
+    pub activity_timeout: Duration,
     /// Most TCP connections served at once; `None`: no cap.
     pub max_connections: Option<u32>,
     /// Time a client has to send a request's headers.
@@ -252,6 +259,9 @@ impl Config {
         if !(3..=3600).contains(&s.queue_visibility_secs) {
             return Err(invalid("QUEUE_VISIBILITY_SECS", "must be between 3 and 3600 seconds"));
         }
+        if !(1..=3600).contains(&s.activity_timeout_secs) {
+            return Err(invalid("ACTIVITY_TIMEOUT_SECS", "must be between 1 and 3600 seconds"));
+        }
         if !(1..=3650).contains(&s.token_ttl_days) {
             return Err(invalid("TOKEN_TTL_DAYS", "must be between 1 and 3650 days"));
         }
@@ -286,6 +296,7 @@ impl Config {
             queue_visibility: Duration::from_secs(s.queue_visibility_secs),
             max_connections_per_ip: (s.max_connections_per_ip > 0).then_some(s.max_connections_per_ip),
             token_ttl: std::time::Duration::from_secs(u64::from(s.token_ttl_days) * 86_400),
+            activity_timeout: Duration::from_secs(s.activity_timeout_secs),
             max_connections: (s.max_connections > 0).then_some(s.max_connections),
             http_header_timeout: Duration::from_secs(s.http_header_timeout_secs),
             http_body_timeout: Duration::from_secs(s.http_body_timeout_secs),

@@ -27,10 +27,11 @@ use crate::{
 
 /// Frames queued for one socket before it counts as too slow and is evicted with 4100.
 const OUTBOX_FRAMES: usize = 256;
-/// Silence after which the server pings; told to clients in the handshake.
-pub const ACTIVITY_TIMEOUT: Duration = Duration::from_secs(120);
-/// Time a client has to answer the server's ping.
-const PONG_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a client has to answer the server's ping: a quarter of the activity timeout
+/// (`ACTIVITY_TIMEOUT_SECS`, 120 s by default: 30 s), at least a second and at most 30 s.
+fn pong_timeout(activity: Duration) -> Duration {
+    (activity / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
 /// Longest a single write may take before the client is given up.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames written before one flush when several are queued.
@@ -121,14 +122,15 @@ impl Connection {
     async fn run(&mut self, reader: &OutboxReader) -> Ending {
         // Every write and every frame's handling below is boxed: an idle connection's task then
         // holds only the waits of the loop, not room for the largest of those futures.
-        let hello = frames::connection_established(self.id, ACTIVITY_TIMEOUT.as_secs());
+        let activity = self.ctx.config.activity_timeout;
+        let hello = frames::connection_established(self.id, activity.as_secs());
         Box::pin(self.write(hello)).await.ok()?;
         // The futures that live as long as the connection are made once, not on every turn of
         // the loop: the timer is re-armed only when it fires (from the time a frame last came).
         let shutdown = self.ctx.shutdown.clone();
         let cancelled = shutdown.cancelled();
         let evicted = reader.evicted();
-        let timer = tokio::time::sleep(ACTIVITY_TIMEOUT);
+        let timer = tokio::time::sleep(activity);
         tokio::pin!(cancelled, evicted, timer);
         let mut last_heard = Instant::now();
         let mut pinged = false;
@@ -155,14 +157,14 @@ impl Connection {
                     if pinged {
                         return Some(ProtocolError::PongTimeout);
                     }
-                    let quiet_until = last_heard + ACTIVITY_TIMEOUT;
+                    let quiet_until = last_heard + activity;
                     if Instant::now() < quiet_until {
                         timer.as_mut().reset(quiet_until);
                         continue;
                     }
                     Box::pin(self.write(frames::ping())).await.ok()?;
                     pinged = true;
-                    timer.as_mut().reset(Instant::now() + PONG_TIMEOUT);
+                    timer.as_mut().reset(Instant::now() + pong_timeout(activity));
                 }
             }
         }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::{
     helpers::{Backend, TEST_SECRET, TestApp, TestUser, backend_tests, error_code},
-    pusher::PusherClient,
+    pusher::{PusherClient, trigger},
 };
 
 const QUIET: Duration = Duration::from_millis(400);
@@ -345,26 +345,6 @@ async fn two_nodes_share_the_pipeline(backend: Backend) {
 
 /// Posts `body` to the Pusher HTTP API at `path`, signed with the test app's credentials unless
 /// `secret` says otherwise.
-async fn trigger(app: &TestApp, path: &str, body: &Value, secret: &str) -> reqwest::Response {
-    let body = body.to_string();
-    let pusher = chatbox::config::PusherApp {
-        id: "test-app".into(),
-        key: "test-key".into(),
-        secret: chatbox::config::Secret::new(secret.to_owned()),
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let query = chatbox::http::pusher_api::sign_request(&pusher, path, body.as_bytes(), now);
-    app.client
-        .post(app.url(&format!("{path}?{query}")))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("trigger request")
-}
 
 async fn the_pusher_http_api_triggers_events_for_signed_requests_only(backend: Backend) {
     let app = TestApp::spawn(backend).await;

@@ -71,7 +71,8 @@ fn keep_listening(
                 c.send(json!({"event": "pusher:subscribe", "data": {"channel": ch, "auth": auth}}))
                     .await;
             }
-            while let Some(f) = c.next_within(Duration::from_secs(3600)).await {
+            // Connections are cut on purpose here: a closed socket ends this one's reading.
+            while let Ok(Some(f)) = c.next_or_closed(Duration::from_secs(3600)).await {
                 if f.event == "pusher:subscription_error" {
                     break;
                 }

@@ -70,6 +70,10 @@ async fn listener(app: &TestApp, user: &TestUser) -> PusherClient {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    chatbox_without_mysql_redis,
+    ignore = "SKIPPED: needs MySQL + Redis (CHATBOX_TEST_MYSQL_URL, CHATBOX_TEST_REDIS_URL)"
+)]
 async fn mariadb_down_answers_503_quickly_and_recovers() {
     let Some((mysql, redis)) = production() else { return };
     let db = Proxy::start(host_port(&mysql)).await;
@@ -115,6 +119,10 @@ async fn mariadb_down_answers_503_quickly_and_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    chatbox_without_mysql_redis,
+    ignore = "SKIPPED: needs MySQL + Redis (CHATBOX_TEST_MYSQL_URL, CHATBOX_TEST_REDIS_URL)"
+)]
 async fn redis_down_for_ten_seconds_loses_nothing() {
     let Some((mysql, redis)) = production() else { return };
     let r = Proxy::start(host_port(&redis)).await;
@@ -144,6 +152,10 @@ async fn redis_down_for_ten_seconds_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    chatbox_without_mysql_redis,
+    ignore = "SKIPPED: needs MySQL + Redis (CHATBOX_TEST_MYSQL_URL, CHATBOX_TEST_REDIS_URL)"
+)]
 async fn redis_restarts_during_traffic_lose_nothing() {
     let Some((mysql, redis)) = production() else { return };
     let r = Proxy::start(host_port(&redis)).await;
@@ -181,6 +193,10 @@ async fn claimed_jobs(redis: &str, prefix: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    chatbox_without_mysql_redis,
+    ignore = "SKIPPED: needs MySQL + Redis (CHATBOX_TEST_MYSQL_URL, CHATBOX_TEST_REDIS_URL)"
+)]
 async fn a_worker_killed_mid_burst_has_its_jobs_redelivered() {
     let Some((mysql, redis)) = production() else { return };
     let db = TestDb::new(&Backend::MySql(mysql, redis.clone()));
@@ -225,6 +241,10 @@ async fn a_worker_killed_mid_burst_has_its_jobs_redelivered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    chatbox_without_mysql_redis,
+    ignore = "SKIPPED: needs MySQL + Redis (CHATBOX_TEST_MYSQL_URL, CHATBOX_TEST_REDIS_URL)"
+)]
 async fn a_restarted_node_gives_its_clients_what_they_missed_once() {
     let Some((mysql, redis)) = production() else { return };
     let node1 = TestApp::spawn(Backend::MySql(mysql, redis)).await;
@@ -258,6 +278,10 @@ async fn a_restarted_node_gives_its_clients_what_they_missed_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    chatbox_without_mysql_redis,
+    ignore = "SKIPPED: needs MySQL + Redis (CHATBOX_TEST_MYSQL_URL, CHATBOX_TEST_REDIS_URL)"
+)]
 async fn a_client_cut_off_for_thirty_seconds_gets_everything_once() {
     let Some((mysql, redis)) = production() else { return };
     let app = TestApp::spawn(Backend::MySql(mysql, redis)).await;
@@ -307,6 +331,10 @@ async fn a_client_cut_off_for_thirty_seconds_gets_everything_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    chatbox_without_mysql_redis,
+    ignore = "SKIPPED: needs MySQL + Redis (CHATBOX_TEST_MYSQL_URL, CHATBOX_TEST_REDIS_URL)"
+)]
 async fn a_worker_stops_promptly_even_when_redis_is_gone() {
     let Some((mysql, redis)) = production() else { return };
     let r = Proxy::start(host_port(&redis)).await;

@@ -57,6 +57,7 @@ macro_rules! backend_tests {
         mod mysql {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(chatbox_without_mysql_redis, ignore = "SKIPPED: set CHATBOX_TEST_MYSQL_URL and CHATBOX_TEST_REDIS_URL to run it on MySQL + Redis")]
                 async fn $name() {
                     if let Some(backend) = $crate::helpers::Backend::mysql() {
                         super::$name(backend).await
@@ -194,6 +195,7 @@ pub fn settings(db: &TestDb) -> Settings {
         pusher_app_secret: Some(TEST_SECRET.into()),
         admin_emails: None,
         token_ttl_days: 30,
+        activity_timeout_secs: 120,
         allowed_origins: String::new(),
         cookie_secure: false,
         db_max_connections: 8,

@@ -37,6 +37,24 @@ impl PusherClient {
             app.addr
         );
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        Self::greeted(ws).await
+    }
+
+    /// Connects over a TCP socket whose receive buffer is about `bytes` (the kernel's minimum at
+    /// least), so that a client that stops reading backs the server up quickly.
+    pub async fn connect_with_receive_buffer(app: &TestApp, bytes: u32) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let tcp = socket.connect(app.addr).await.expect("connect");
+        let url = format!("ws://{}/app/test-key?protocol=7", app.addr);
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("websocket handshake");
+        Self::greeted(ws).await
+    }
+
+    /// Reads the handshake frame of a fresh socket.
+    async fn greeted(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         let mut c = Self {
             ws,
             socket_id: String::new(),
@@ -59,7 +77,7 @@ impl PusherClient {
             socket_id: String::new(),
             activity_timeout: 0,
         };
-        let hello = c.next_within(FRAME_TIMEOUT).await?;
+        let hello = c.next_or_closed(FRAME_TIMEOUT).await.ok()??;
         c.socket_id = hello.data["socket_id"].as_str()?.to_owned();
         Some(c)
     }
@@ -93,23 +111,40 @@ impl PusherClient {
         self.next_within(FRAME_TIMEOUT).await.expect("a frame arrives in time")
     }
 
-    /// The next text frame, or `None` if none arrives within `wait` (or the socket closed).
+    /// The next text frame, or `None` if none arrives within `wait`. Panics when the socket
+    /// closes meanwhile: silence from a closed socket would prove nothing (use
+    /// [`PusherClient::close_code`] where a close is expected).
     pub async fn next_within(&mut self, wait: Duration) -> Option<Frame> {
+        match self.next_or_closed(wait).await {
+            Ok(frame) => frame,
+            Err(why) => panic!("{why}"),
+        }
+    }
+
+    /// The next text frame (`Ok(None)`: none within `wait`), or `Err` saying how the socket
+    /// ended, for the tests where a server or its connections are killed on purpose.
+    pub async fn next_or_closed(&mut self, wait: Duration) -> Result<Option<Frame>, String> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??.ok()?;
+            let msg = match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return Ok(None),
+                Ok(Some(Ok(Message::Close(frame)))) => return Err(format!("the socket was closed: {frame:?}")),
+                Ok(Some(Ok(msg))) => msg,
+                Ok(Some(Err(e))) => return Err(format!("the socket failed: {e}")),
+                Ok(None) => return Err("the socket was closed".into()),
+            };
             if let Message::Text(text) = msg {
                 let raw: Value = serde_json::from_str(&text).expect("server frames are JSON");
                 let data = match &raw["data"] {
                     Value::String(s) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
                     other => other.clone(),
                 };
-                return Some(Frame {
+                return Ok(Some(Frame {
                     event: raw["event"].as_str().unwrap_or_default().to_owned(),
                     channel: raw["channel"].as_str().map(str::to_owned),
                     data,
                     raw,
-                });
+                }));
             }
         }
     }
@@ -124,12 +159,20 @@ impl PusherClient {
         }
     }
 
-    /// Asserts that no channel event (anything but protocol frames) arrives within `wait`.
+    /// Asserts that nothing arrives within `wait` — no event, and no `pusher_internal:` frame
+    /// either (a wrong `member_removed` is an error too) — and that the socket is still alive to
+    /// receive: a ping sent afterwards gets its pong as the very next frame.
     pub async fn expect_no_event(&mut self, wait: Duration) {
-        let deadline = tokio::time::Instant::now() + wait;
-        while let Some(f) = self.next_within(deadline - tokio::time::Instant::now()).await {
-            assert!(f.event.starts_with("pusher"), "unexpected event {:?}", f.raw);
+        if let Some(f) = self.next_within(wait).await {
+            panic!("unexpected frame {:?}", f.raw);
         }
+        self.send(json!({"event": "pusher:ping", "data": {}})).await;
+        let next = self.next().await;
+        assert_eq!(
+            next.event, "pusher:pong",
+            "alive and nothing queued before: {:?}",
+            next.raw
+        );
     }
 
     /// The close code the server ends the connection with (after any remaining frames).
@@ -207,4 +250,27 @@ async fn extreme_auth_timestamps_are_refused_and_the_server_answers_on() {
         );
     }
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+}
+
+/// Sends `body` to the Pusher HTTP API at `path`, signed with `secret` as a Pusher server library
+/// signs it.
+pub async fn trigger(app: &TestApp, path: &str, body: &Value, secret: &str) -> reqwest::Response {
+    let body = body.to_string();
+    let pusher = chatbox::config::PusherApp {
+        id: "test-app".into(),
+        key: "test-key".into(),
+        secret: chatbox::config::Secret::new(secret.to_owned()),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let query = chatbox::http::pusher_api::sign_request(&pusher, path, body.as_bytes(), now);
+    app.client
+        .post(app.url(&format!("{path}?{query}")))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("trigger request")
 }

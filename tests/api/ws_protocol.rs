@@ -6,8 +6,8 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 
 use crate::{
-    helpers::{Backend, TestApp, backend_tests},
-    pusher::PusherClient,
+    helpers::{Backend, TEST_SECRET, TestApp, backend_tests},
+    pusher::{PusherClient, trigger},
 };
 
 async fn handshake_gives_a_socket_id_and_answers_ping(backend: Backend) {
@@ -218,6 +218,76 @@ async fn connections_per_address_are_capped(backend: Backend) {
         assert!(std::time::Instant::now() < deadline, "slot never freed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A client that stops answering the server's pings is closed with 4201 after the pong timeout;
+/// one that answers stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_answer_pings_is_closed_with_4201() {
+    let db = crate::helpers::TestDb::new(&Backend::Sqlite);
+    let mut s = crate::helpers::settings(&db);
+    s.activity_timeout_secs = 1;
+    let app = TestApp::spawn_with(db, s).await;
+    let mut silent = PusherClient::connect(&app).await;
+    let mut answering = PusherClient::connect(&app).await;
+    assert_eq!(silent.activity_timeout, 1, "the handshake tells the configured timeout");
+    assert_eq!(silent.expect("pusher:ping").await.event, "pusher:ping");
+    assert_eq!(silent.close_code().await, Some(4201), "no pong: closed");
+    for _ in 0..3 {
+        answering.expect("pusher:ping").await;
+        answering.send(json!({"event": "pusher:pong", "data": {}})).await;
+    }
+    answering.send(json!({"event": "pusher:ping", "data": {}})).await;
+    answering.expect("pusher:pong").await;
+}
+
+/// A client that stops reading while events pile up is disconnected with 4100 once its bounded
+/// outbox fills, instead of growing the server's memory; the server keeps serving others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_evicted_with_4100() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut slow = PusherClient::connect_with_receive_buffer(&app, 4096).await;
+    let mut other = PusherClient::connect(&app).await;
+    for c in [&mut slow, &mut other] {
+        c.send(json!({"event": "pusher:subscribe", "data": {"channel": "news"}}))
+            .await;
+        c.expect("pusher_internal:subscription_succeeded").await;
+    }
+    // 1,002 events of 9 KB (6 per request: the body limit is 64 KiB): far more than the outbox
+    // (256 frames) and the sockets' buffers hold.
+    let data = "x".repeat(9000);
+    for _ in 0..167 {
+        let batch: Vec<_> = (0..6)
+            .map(|_| json!({"name": "big", "channel": "news", "data": data}))
+            .collect();
+        let res = trigger(
+            &app,
+            "/apps/test-app/batch_events",
+            &json!({ "batch": batch }),
+            TEST_SECRET,
+        )
+        .await;
+        assert_eq!(res.status(), reqwest::StatusCode::OK);
+        // The fast client reads along; only the slow one backs up.
+        while other.next_within(Duration::from_millis(1)).await.is_some() {}
+    }
+    let mut events = 0;
+    let ended = loop {
+        match slow.next_or_closed(Duration::from_secs(15)).await {
+            Ok(Some(f)) if f.event == "big" => events += 1,
+            Ok(Some(f)) => {
+                assert_eq!(f.event, "pusher:error", "{:?}", f.raw);
+                assert_eq!(f.data["code"], 4100);
+                break slow.close_code().await;
+            }
+            Ok(None) => panic!("no eviction after {events} events"),
+            Err(why) => panic!("closed without the 4100 error after {events} events: {why}"),
+        }
+    };
+    assert_eq!(ended, Some(4100));
+    assert!(events < 1002, "the slow client did not get everything: {events}");
+    other.send(json!({"event": "pusher:ping", "data": {}})).await;
+    other.expect("pusher:pong").await;
 }
 
 backend_tests!(
