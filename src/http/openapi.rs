@@ -14,7 +14,13 @@ use super::{
 #[derive(OpenApi)]
 #[openapi(
     info(title = "chatbox", description = "Real-time chat and Pusher-protocol broadcast server: the REST API. \
-        Errors are {\"error\": {\"code\", \"message\"}}. Authenticate with the session cookie from login, or a bearer token."),
+        Errors are {\"error\": {\"code\", \"message\"}}. Authenticate with the session cookie from login, or a bearer token. \
+        Live events on private-individual.message.{userId}: App\\Events\\IndividualMessage {message}, Typing, \
+        MessagesRead {reader_id, up_to, user_id}, MessageUpdated {message}, MessageDeleted {message_id, user_id}; \
+        on private-group.message.{userId}: GroupMessage {message}, AddedToGroup, RemovedFromGroup, GroupUpdated, \
+        UserRegistered, Typing, MessagesRead {reader_id, up_to, group_id}, MessageUpdated {message}, \
+        MessageDeleted {message_id, group_id}, Mentioned {from, pseudonym?, group, message_id}. \
+        An anonymous question has sender: null and a pseudonym everywhere."),
     paths(
         accounts::register, accounts::login, accounts::logout, accounts::logout_everywhere, accounts::me,
         messages::send_to_user, messages::user_history, messages::send_to_group, messages::group_history,
