@@ -343,9 +343,6 @@ async fn two_nodes_share_the_pipeline(backend: Backend) {
     );
 }
 
-/// Posts `body` to the Pusher HTTP API at `path`, signed with the test app's credentials unless
-/// `secret` says otherwise.
-
 async fn the_pusher_http_api_triggers_events_for_signed_requests_only(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (a, b) = (app.user("ann").await, app.user("ben").await);
