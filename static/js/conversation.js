@@ -396,7 +396,12 @@ export function postMessage(clientId) {
   api('POST', path, send)
     .then(function (res) {
       if (state !== s) return;
-      if (p.anonymous && res && res.message) state.myAnonymous.add(Number(res.message.id));
+      if (p.anonymous && res && res.message) {
+        // The live event may have come first, shown as anyone's question: now it is known as mine.
+        state.myAnonymous.add(Number(res.message.id));
+        var $shown = $('#message-list .message[data-id="' + Number(res.message.id) + '"]');
+        if ($shown.length) $shown.replaceWith(messageEl(res.message));
+      }
       state.pending.delete(clientId);
       $('#message-list .message.pending[data-client-id="' + cssEscape(clientId) + '"]').remove();
       if (res && res.message) acceptMessage(res.message, { incoming: false });
