@@ -73,7 +73,9 @@ async fn edit(
     let mentions = match authored.to {
         Destination::Group(group) => {
             let candidates = chat_features::mention_candidates(text.as_str());
-            state.store.members_named(group, &candidates, caller.id()).await?
+            let anonymous = state.store.message(id).await?.is_some_and(|m| m.pseudonym.is_some());
+            let skip = (!anonymous).then(|| caller.id());
+            state.store.members_named(group, &candidates, skip).await?
         }
         Destination::User(_) => Vec::new(),
     };

@@ -292,7 +292,8 @@ async fn send_to_group(
         None
     };
     let candidates = chat_features::mention_candidates(text.as_str());
-    let mentions = state.store.members_named(group, &candidates, caller.id()).await?;
+    let skip = pseudonym.is_none().then(|| caller.id());
+    let mentions = state.store.members_named(group, &candidates, skip).await?;
     let extras = Extras { pseudonym, mentions };
     send(&state, &caller, Destination::Group(group), body, extras).await
 }

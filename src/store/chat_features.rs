@@ -72,7 +72,9 @@ impl Store {
 
     /// The members of `group` that `candidates` name (from
     /// [`crate::domain::chat_features::mention_candidates`]): for each `@`, the longest candidate
-    /// that is a member's name key. Each member once, never `sender`, at most [`MAX_MENTIONS`].
+    /// that is a member's name key. Each member once, never `skip` (the sender of a named message;
+    /// an anonymous asker who names itself is mentioned like anyone, or the missing mention would
+    /// name it), at most [`MAX_MENTIONS`].
     ///
     /// # Errors
     /// Database errors.
@@ -80,7 +82,7 @@ impl Store {
         &self,
         group: GroupId,
         candidates: &[Vec<String>],
-        sender: UserId,
+        skip: Option<UserId>,
     ) -> Result<Vec<Mention>, StoreError> {
         let keys: Vec<&String> = candidates.iter().flatten().collect();
         if keys.is_empty() {
@@ -106,7 +108,7 @@ impl Store {
         let mut out: Vec<Mention> = Vec::new();
         for at in candidates {
             if let Some(m) = at.iter().find_map(|k| found.get(k))
-                && m.id != sender
+                && Some(m.id) != skip
                 && !out.iter().any(|o| o.id == m.id)
                 && out.len() < MAX_MENTIONS
             {

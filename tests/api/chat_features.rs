@@ -224,6 +224,39 @@ async fn mentions_notify_named_members_only(backend: Backend) {
         "dan got the probe: {dan_n}"
     );
     assert!(mentions(&dan_n).is_empty(), "a non-member named is plain text: {dan_n}");
+    // At most 20 members per message: the rest stay plain text.
+    let mut crowd = Vec::new();
+    for i in 0..21 {
+        crowd.push(app.user(&format!("m{i:02}")).await);
+    }
+    let crowd_gid = group(&app, &ann, "crowd", &crowd.iter().collect::<Vec<_>>()).await;
+    let names: Vec<String> = (0..21).map(|i| format!("@m{i:02}")).collect();
+    let m = say(
+        &app,
+        &ann,
+        &format!("/api/groups/{crowd_gid}/messages"),
+        &names.join(" "),
+    )
+    .await;
+    let named: Vec<&str> = m["mentions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    let first_twenty: Vec<String> = (0..20).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(named, first_twenty, "the first 20 names, in order");
+    let last = get_json(&app, &crowd[20], poll).await;
+    assert!(
+        last["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["message_id"] == m["id"]),
+        "the 21st got the message: {last}"
+    );
+    assert!(mentions(&last).is_empty(), "but no mention: {last}");
+    assert!(!mentions(&get_json(&app, &crowd[19], poll).await).is_empty());
     // "All" counts as a group: everyone is a member there.
     let to_all = say(&app, &ann, "/api/groups/1/messages", "welcome @dan").await;
     assert_eq!(to_all["mentions"], json!([{ "id": dan.id, "name": "dan" }]));
@@ -532,6 +565,11 @@ async fn anonymous_questions_hide_the_asker_from_everyone(backend: Backend) {
         (mention["from"].clone(), mention["pseudonym"].clone()),
         (Value::Null, json!(pseudonym))
     );
+
+    // An asker who names itself is mentioned as anyone naming it would be: a missing mention
+    // would give it away.
+    let own = post(&app, &asker, &to_group, ask("is @quentin here?"), StatusCode::CREATED).await["message"].clone();
+    assert_eq!(own["mentions"], json!([{ "id": asker.id, "name": "quentin" }]));
 
     // Muting by pseudonym: the owner only; the asker's anonymous posts stop, its named ones work.
     let muted = format!("/api/groups/{gid}/muted");
