@@ -13,6 +13,7 @@ mod cursors;
 mod groups;
 mod messages;
 mod mysql;
+mod questions;
 mod sessions;
 mod sqlite;
 
