@@ -3,9 +3,11 @@
 // owner's view of it nor in anything the owner's page received about it.
 
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { launchBrowser, startServer, waitUntil } from './helpers.js';
+import { docsScreenshotDir, launchBrowser, startServer, waitUntil } from './helpers.js';
 
 const VIEWPORT = { width: 1000, height: 640 };
 
@@ -125,6 +127,7 @@ describe('richer messages in the browser', () => {
     await conv(bob.page, ann.name).click();
     await message(bob.page, 'hello Bob').waitFor();
     await mine.locator('.seen').getByText('Seen', { exact: true }).waitFor();
+    await ann.page.screenshot({ path: path.join(docsScreenshotDir(), 'seen.png') });
   });
 
   step('a mention is highlighted and announced to the member named', async () => {
@@ -180,6 +183,9 @@ describe('richer messages in the browser', () => {
       assert.ok(!r.text.includes(bob.email), `${r.from} carries the asker's e-mail: ${r.text}`);
       assert.ok(!new RegExp(`"(id|user_id|sender_id)\\\\?"\\s*:\\s*${bob.id}\\b`).test(r.text), `${r.from} carries the asker's id: ${r.text}`);
     }
+    // The earlier mention notice fades first: the picture shows the question alone.
+    await ann.page.locator('#flash').waitFor({ state: 'hidden', timeout: 8_000 });
+    await ann.page.screenshot({ path: path.join(docsScreenshotDir(), 'anonymous-question.png') });
     await asked.locator('.msg-mute').click();
     await ann.page.locator('#flash').getByText(/is muted in this group/).waitFor();
     await bob.page.fill('#message-input', 'another one?');
@@ -187,8 +193,12 @@ describe('richer messages in the browser', () => {
     await bob.page.locator('#send-error').getByText(/muted/).waitFor();
   });
 
-  step('no dialogs and no page errors', async () => {
+  step('no dialogs and no page errors; the screenshots stay small', async () => {
     assert.deepEqual(dialogs, []);
     assert.deepEqual(pageErrors, []);
+    for (const file of ['seen.png', 'anonymous-question.png']) {
+      const size = statSync(path.join(docsScreenshotDir(), file)).size;
+      assert.ok(size < 150_000, `docs/screenshots/${file} is ${size} bytes`);
+    }
   });
 });
