@@ -271,7 +271,16 @@ async fn send_to_user(
     if body.anonymous {
         return Err(super::questions::questions_off());
     }
-    send(&state, &caller, Destination::User(recipient), body, Extras::default()).await
+    let text = MessageBody::parse(&body.body)?;
+    send(
+        &state,
+        &caller,
+        Destination::User(recipient),
+        text,
+        body,
+        Extras::default(),
+    )
+    .await
 }
 
 /// `POST /api/groups/{id}/messages` → 201 `{message}`; 403 for non-members. `@name`s of members
@@ -295,17 +304,17 @@ async fn send_to_group(
     let skip = pseudonym.is_none().then(|| caller.id());
     let mentions = state.store.members_named(group, &candidates, skip).await?;
     let extras = Extras { pseudonym, mentions };
-    send(&state, &caller, Destination::Group(group), body, extras).await
+    send(&state, &caller, Destination::Group(group), text, body, extras).await
 }
 
 async fn send(
     state: &AppState,
     caller: &CurrentUser,
     to: Destination,
+    text: MessageBody,
     body: SendBody,
     extras: Extras,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let text = MessageBody::parse(&body.body)?;
     let client_id = body.client_id.as_deref().map(ClientId::parse).transpose()?;
     let sender = Sender {
         id: caller.id(),
