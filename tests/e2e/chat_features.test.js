@@ -130,9 +130,19 @@ describe('richer messages in the browser', () => {
     await ann.page.screenshot({ path: path.join(docsScreenshotDir(), 'seen.png') });
   });
 
-  step('a mention is highlighted and announced to the member named', async () => {
+  step('"Seen by N" appears live in a group, with the names on hover', async () => {
     await conv(ann.page, 'Class').click();
+    await send(ann.page, 'hello class');
+    const mine = message(ann.page, 'hello class');
+    assert.equal(await mine.locator('.seen').count(), 0, 'nobody has read it yet');
     await conv(bob.page, 'Class').click();
+    await message(bob.page, 'hello class').waitFor();
+    const seen = mine.locator('.seen');
+    await seen.getByText('Seen by 1', { exact: true }).waitFor();
+    assert.equal(await seen.getAttribute('title'), bob.name);
+  });
+
+  step('a mention is highlighted and announced to the member named', async () => {
     await send(bob.page, 'look here @ann lee');
     await ann.page.locator('#flash').getByText(`${bob.name} mentioned you in Class.`).waitFor();
     const mention = message(ann.page, 'look here').locator('.mention');
