@@ -123,6 +123,12 @@ impl App {
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {} (BIND)", config.bind))?;
+        let oidc = match config.oidc.clone() {
+            Some(settings) => Some(Arc::new(
+                crate::oidc::Provider::new(settings).context("building the OpenID Connect client (OIDC_*)")?,
+            )),
+            None => None,
+        };
         let config = Arc::new(config);
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -144,6 +150,7 @@ impl App {
             },
             queue: delivery.queue.clone(),
             metrics: Arc::default(),
+            oidc,
         };
         Ok(Self {
             listener,
@@ -276,6 +283,12 @@ async fn sweep_sessions(store: Store, token_ttl: Duration, shutdown: Cancellatio
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(tokens = n, "expired tokens swept"),
                     Err(e) => tracing::warn!(error = %crate::telemetry::chain(&e), "token sweep failed"),
+                }
+                let login_ttl = chrono::Duration::from_std(http::oidc::LOGIN_TTL).unwrap_or_default();
+                match store.delete_expired_oidc_logins(chrono::Utc::now() - login_ttl).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(logins = n, "unfinished OpenID Connect sign-ins swept"),
+                    Err(e) => tracing::warn!(error = %crate::telemetry::chain(&e), "OpenID Connect sign-in sweep failed"),
                 }
             }
         }

@@ -104,6 +104,24 @@ pub struct Settings {
     /// revokes it at once.
     #[arg(long, env = "TOKEN_TTL_DAYS", default_value_t = 30, global = true)]
     pub token_ttl_days: u32,
+    /// OpenID Connect issuer (`https://accounts.google.com`): enables "Sign in with …". The four
+    /// OIDC_* settings go together: all of them or none.
+    #[arg(long, env = "OIDC_ISSUER", global = true)]
+    pub oidc_issuer: Option<String>,
+    /// The OAuth client id the provider gave this server.
+    #[arg(long, env = "OIDC_CLIENT_ID", global = true)]
+    pub oidc_client_id: Option<String>,
+    /// The OAuth client secret that goes with OIDC_CLIENT_ID.
+    #[arg(long, env = "OIDC_CLIENT_SECRET", global = true, hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    /// This server's callback as registered with the provider:
+    /// `https://chat.example.com/auth/oidc/callback`.
+    #[arg(long, env = "OIDC_REDIRECT_URL", global = true)]
+    pub oidc_redirect_url: Option<String>,
+    /// What the sign-in button names ("Sign in with Google"); unset: "Google" for Google's issuer,
+    /// else the issuer's host.
+    #[arg(long, env = "OIDC_NAME", global = true)]
+    pub oidc_name: Option<String>,
     /// Seconds of silence on a WebSocket after which the server pings (told to clients as
     /// Pusher's `activity_timeout`); a client that does not answer within a quarter of it (at
     /// most 30 s) is closed with 4201.
@@ -155,6 +173,22 @@ pub struct PusherApp {
     pub secret: Secret,
 }
 
+/// The OpenID Connect provider users may sign in with (README § Sign in with Google).
+#[derive(Debug, Clone)]
+pub struct Oidc {
+    /// The issuer exactly as configured; discovery must name the same one.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Where the provider sends the browser back: this server's `/auth/oidc/callback`.
+    pub redirect_url: String,
+    /// The provider's name on the sign-in button.
+    pub name: String,
+}
+
+/// Where the provider must send the browser back.
+pub const OIDC_CALLBACK_PATH: &str = "/auth/oidc/callback";
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -189,6 +223,8 @@ pub struct Config {
     pub http_body_timeout: Duration,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Sign-in with OpenID Connect; `None`: not configured, `/auth/oidc/*` answer 404.
+    pub oidc: Option<Oidc>,
 }
 
 /// A setting that failed validation: names the setting and says what is wrong.
@@ -276,6 +312,15 @@ impl Config {
         if s.redis_prefix.len() > 64 || s.redis_prefix.chars().any(char::is_whitespace) {
             return Err(invalid("REDIS_PREFIX", "at most 64 characters, no white space"));
         }
+        let oidc = parse_oidc(
+            [
+                ("OIDC_ISSUER", s.oidc_issuer),
+                ("OIDC_CLIENT_ID", s.oidc_client_id),
+                ("OIDC_CLIENT_SECRET", s.oidc_client_secret),
+                ("OIDC_REDIRECT_URL", s.oidc_redirect_url),
+            ],
+            s.oidc_name,
+        )?;
         Ok(Self {
             database_url: Secret(database_url),
             database_kind,
@@ -301,6 +346,7 @@ impl Config {
             http_header_timeout: Duration::from_secs(s.http_header_timeout_secs),
             http_body_timeout: Duration::from_secs(s.http_body_timeout_secs),
             trusted_proxies,
+            oidc,
         })
     }
 
@@ -355,6 +401,75 @@ fn check_secret(secret: String) -> Result<Secret, ConfigError> {
         ));
     }
     Ok(Secret(secret))
+}
+
+/// The OIDC_* settings: all four or none (a partial set names what is missing). URLs are
+/// `https://`, or `http://` on a loopback host (a provider or a server on this machine).
+fn parse_oidc(
+    settings: [(&'static str, Option<String>); 4],
+    name: Option<String>,
+) -> Result<Option<Oidc>, ConfigError> {
+    let present = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+    let missing: Vec<&str> = settings.iter().filter(|(_, v)| !present(v)).map(|(n, _)| *n).collect();
+    if missing.len() == settings.len() {
+        return Ok(None);
+    }
+    if !missing.is_empty() {
+        return Err(invalid(
+            missing[0],
+            format!(
+                "missing: OpenID Connect needs all four OIDC_* settings, {} not set",
+                missing.join(", ")
+            ),
+        ));
+    }
+    let [issuer, client_id, client_secret, redirect_url] =
+        settings.map(|(_, v)| v.map(|v| v.trim().to_owned()).unwrap_or_default());
+    let issuer_url = parse_oidc_url("OIDC_ISSUER", &issuer)?;
+    let redirect = parse_oidc_url("OIDC_REDIRECT_URL", &redirect_url)?;
+    if redirect.path() != OIDC_CALLBACK_PATH || redirect.query().is_some() {
+        return Err(invalid(
+            "OIDC_REDIRECT_URL",
+            format!("must be this server's {OIDC_CALLBACK_PATH}, like https://chat.example.com{OIDC_CALLBACK_PATH}"),
+        ));
+    }
+    let host = issuer_url.host_str().unwrap_or_default();
+    let name = match name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) {
+        Some(n) if n.chars().count() <= 40 && !n.chars().any(char::is_control) => n,
+        Some(_) => return Err(invalid("OIDC_NAME", "1 to 40 characters, no control characters")),
+        None if host == "accounts.google.com" => "Google".to_owned(),
+        None => host.to_owned(),
+    };
+    Ok(Some(Oidc {
+        issuer,
+        client_id,
+        client_secret: Secret(client_secret),
+        redirect_url,
+        name,
+    }))
+}
+
+fn parse_oidc_url(name: &'static str, raw: &str) -> Result<openidconnect::url::Url, ConfigError> {
+    let url = openidconnect::url::Url::parse(raw).map_err(|_| {
+        invalid(
+            name,
+            format!("{raw:?} is not an absolute URL like https://accounts.google.com"),
+        )
+    })?;
+    let loopback = match url.host() {
+        Some(openidconnect::url::Host::Domain(d)) => d == "localhost",
+        Some(openidconnect::url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(openidconnect::url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err(invalid(
+            name,
+            "must be https:// (http:// only on this machine: localhost, 127.0.0.1)",
+        )),
+    }
 }
 
 fn split_list(raw: &str) -> impl Iterator<Item = &str> {
@@ -447,6 +562,42 @@ mod tests {
         assert!(!c.secret_generated);
         assert!(c.check_secret_for_serving().is_ok());
         assert!(!format!("{c:?}").contains(good), "the secret is never logged");
+    }
+
+    #[test]
+    fn oidc_takes_all_four_settings_or_none() {
+        assert!(parse(&[]).unwrap().oidc.is_none());
+        let all = [
+            "--oidc-issuer",
+            "https://accounts.google.com",
+            "--oidc-client-id",
+            "id.apps.googleusercontent.com",
+            "--oidc-client-secret",
+            "GOCSPX-very-secret",
+            "--oidc-redirect-url",
+            "https://chat.example.com/auth/oidc/callback",
+        ];
+        let c = parse(&all).unwrap();
+        let oidc = c.oidc.as_ref().unwrap();
+        assert_eq!(oidc.name, "Google");
+        assert!(
+            !format!("{c:?}").contains("very-secret"),
+            "the client secret is never logged"
+        );
+        let e = parse(&all[..6]).unwrap_err();
+        assert_eq!(e.name, "OIDC_REDIRECT_URL");
+        assert!(
+            e.problem.contains("missing") && e.problem.contains("OIDC_REDIRECT_URL"),
+            "{e}"
+        );
+        let e = parse(&all[2..]).unwrap_err();
+        assert_eq!(e.name, "OIDC_ISSUER");
+        let plain_http = [&all[..1], &["http://accounts.example.com"], &all[2..]].concat();
+        assert_eq!(parse(&plain_http).unwrap_err().name, "OIDC_ISSUER");
+        let local = [&all[..1], &["http://127.0.0.1:9000"], &all[2..]].concat();
+        assert_eq!(parse(&local).unwrap().oidc.unwrap().name, "127.0.0.1");
+        let elsewhere = [&all[..7], &["https://chat.example.com/login"]].concat();
+        assert_eq!(parse(&elsewhere).unwrap_err().name, "OIDC_REDIRECT_URL");
     }
 
     #[test]

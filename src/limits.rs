@@ -50,6 +50,14 @@ pub const REGISTRATIONS_PER_ADDRESS: Limit = Limit {
     max: 50,
     window: Duration::from_secs(10 * 60),
 };
+/// Sign-ins through the OpenID Connect provider started per client address: each one keeps a row
+/// for 10 minutes, so this bounds what one address can make the server hold (600 rows); a class of
+/// 30 behind one address, each trying a few times, passes.
+pub const OIDC_LOGINS_PER_ADDRESS: Limit = Limit {
+    name: "oidc-address",
+    max: 600,
+    window: Duration::from_secs(10 * 60),
+};
 /// Client events (whispers) per user per second, over all of its sockets (Pusher allows 10 per
 /// connection; one account with many sockets gets no more than one connection would).
 pub const CLIENT_EVENTS_PER_USER: Limit = Limit {

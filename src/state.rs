@@ -21,6 +21,8 @@ pub struct AppState {
     /// The queue, for its depth on the admin page.
     pub queue: crate::queue::Queue,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The OpenID Connect provider; `None` when the OIDC_* settings are absent.
+    pub oidc: Option<Arc<crate::oidc::Provider>>,
 }
 
 impl AppState {

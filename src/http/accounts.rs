@@ -92,7 +92,7 @@ fn new_token() -> String {
 
 /// Signs `user` in: a new session id (no fixation) holding the user, and a new bearer token,
 /// whose hash the session keeps so that logging out of the session revokes the token too.
-async fn sign_in(state: &AppState, session: &Session, user: &User) -> Result<String, ApiError> {
+pub(super) async fn sign_in(state: &AppState, session: &Session, user: &User) -> Result<String, ApiError> {
     let token = new_token();
     let hash = token_hash(&token);
     state.store.insert_token(user.id, &hash).await?;
@@ -246,7 +246,7 @@ async fn logout_everywhere(
 /// Asks every node to close `user`'s sockets. The credentials are already revoked, so a socket
 /// that reconnects cannot subscribe again; a lost bus message leaves sockets open only until
 /// they next need a signature.
-async fn close_sockets(state: &AppState, user: UserId) {
+pub(super) async fn close_sockets(state: &AppState, user: UserId) {
     let b = Broadcast {
         target: Target::SignOut { user },
         event: String::new(),

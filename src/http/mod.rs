@@ -12,6 +12,7 @@ pub mod groups;
 pub mod message_changes;
 pub mod messages;
 pub mod notifications;
+pub mod oidc;
 pub mod openapi;
 pub mod origin;
 pub mod passwords;
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .merge(typing::router())
         .merge(admin::router())
         .merge(pusher_api::router())
+        .merge(oidc::router())
         .route("/app/{key}", get(crate::ws::upgrade))
         .route("/api/config", get(client_config))
         .route("/api/openapi.json", get(openapi::document))
@@ -89,8 +91,9 @@ async fn healthz(
     Ok(extract::Json(serde_json::json!({ "status": "ok" })))
 }
 
-/// `GET /api/config` (public): what a Pusher client needs to connect to this server.
-#[utoipa::path(get, path = "/api/config", tag = "realtime", responses((status = 200, description = "{pusher: {key, ws_host, ws_port, force_tls}}")))]
+/// `GET /api/config` (public): what a Pusher client needs to connect to this server, and whether
+/// the sign-in page offers OpenID Connect (`oidc.name` labels its button).
+#[utoipa::path(get, path = "/api/config", tag = "realtime", responses((status = 200, description = "{pusher: {key, ws_host, ws_port, force_tls}, oidc: {enabled: false} | {enabled: true, name, login_url}}")))]
 async fn client_config(
     axum::extract::State(state): axum::extract::State<AppState>,
     headers: axum::http::HeaderMap,
@@ -107,7 +110,14 @@ async fn client_config(
         Some((h, p)) if !host.ends_with(']') => (h.to_owned(), p.parse().unwrap_or(default_port)),
         _ => (host.clone(), default_port),
     };
+    let oidc = match &state.oidc {
+        Some(provider) => {
+            serde_json::json!({ "enabled": true, "name": provider.name(), "login_url": "/auth/oidc/login" })
+        }
+        None => serde_json::json!({ "enabled": false }),
+    };
     extract::Json(serde_json::json!({
-        "pusher": { "key": state.config.pusher.key, "ws_host": ws_host, "ws_port": ws_port, "force_tls": https }
+        "pusher": { "key": state.config.pusher.key, "ws_host": ws_host, "ws_port": ws_port, "force_tls": https },
+        "oidc": oidc,
     }))
 }

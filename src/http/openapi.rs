@@ -7,7 +7,7 @@ use utoipa::{
 };
 
 use super::{
-    accounts, admin, broadcasting_auth, conversations, groups, message_changes, messages, notifications, people,
+    accounts, admin, broadcasting_auth, conversations, groups, message_changes, messages, notifications, oidc, people,
     pusher_api, questions, typing,
 };
 
@@ -23,6 +23,7 @@ use super::{
         An anonymous question has sender: null and a pseudonym everywhere."),
     paths(
         accounts::register, accounts::login, accounts::logout, accounts::logout_everywhere, accounts::me,
+        oidc::login, oidc::callback,
         messages::send_to_user, messages::user_history, messages::send_to_group, messages::group_history,
         messages::read_user, messages::read_group, messages::acknowledge,
         message_changes::edit, message_changes::remove,

@@ -55,6 +55,10 @@ impl Drop for Admitted<'_> {
     }
 }
 
+/// The password hash of an account that has no password (created or linked by OpenID Connect
+/// sign-in): not a PHC string, so it never verifies, whatever is typed.
+pub const NO_PASSWORD: &str = "!no-password";
+
 /// A hash to verify against when the e-mail is unknown, so both paths cost the same.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
     Argon2::default()
@@ -99,12 +103,14 @@ impl Hashing {
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing failed: {e}")))
     }
 
-    /// Whether `password` matches `hash`; `None` checks against a dummy hash (always false).
+    /// Whether `password` matches `hash`; `None`, or an account without a password
+    /// ([`NO_PASSWORD`]), checks against a dummy hash (always false), so neither answers sooner.
     ///
     /// # Errors
     /// [`ApiError::Busy`] when the pool is full.
     pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, ApiError> {
         self.run(move || {
+            let hash = hash.filter(|h| h != NO_PASSWORD);
             let known = hash.is_some();
             let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());
             let matches = Argon2::default()
@@ -129,6 +135,10 @@ mod tests {
         assert!(
             !h.verify("anything".into(), None).await.unwrap(),
             "unknown accounts never match"
+        );
+        assert!(
+            !h.verify(NO_PASSWORD.into(), Some(NO_PASSWORD.into())).await.unwrap(),
+            "an account without a password never matches"
         );
         h.admitted.store(h.running() + QUEUED, Ordering::Release);
         let started = std::time::Instant::now();

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::oidc::insert_identity;
 use super::{
     Conversation, Cursor, InsertedId, Store, StoreError, conversation_key, dialect, now, on_duplicate, on_pool,
 };
@@ -34,6 +35,34 @@ impl Store {
     /// # Errors
     /// [`StoreError::Duplicate`] with `"email"` or `"name"` when either is taken.
     pub async fn create_user(&self, name: &UserName, email: &Email, password_hash: &str) -> Result<User, StoreError> {
+        self.insert_user(name, email, password_hash, None).await
+    }
+
+    /// Stores a new user signed in through an OpenID Connect provider, with its
+    /// `(issuer, subject)`, in one transaction (see [`Store::create_user`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] with `"email"`, `"name"` or `"identity"` (a parallel callback
+    /// for the same subject won).
+    pub async fn create_oidc_user(
+        &self,
+        name: &UserName,
+        email: &Email,
+        password_hash: &str,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<User, StoreError> {
+        self.insert_user(name, email, password_hash, Some((issuer, subject)))
+            .await
+    }
+
+    async fn insert_user(
+        &self,
+        name: &UserName,
+        email: &Email,
+        password_hash: &str,
+        identity: Option<(&str, &str)>,
+    ) -> Result<User, StoreError> {
         let created_at = now();
         let id = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -77,6 +106,9 @@ impl Store {
                 .bind(newest_message)
                 .execute(&mut *tx)
                 .await?;
+            if let Some((issuer, subject)) = identity {
+                insert_identity!(&mut *tx, issuer, subject, id)?;
+            }
             tx.commit().await?;
             id
         });

@@ -13,6 +13,7 @@ mod cursors;
 mod groups;
 mod messages;
 mod mysql;
+mod oidc;
 mod questions;
 mod sessions;
 mod sqlite;
@@ -28,6 +29,7 @@ pub use chat_features::{Authored, Changed, ReadMark};
 pub use cursors::Cursor;
 pub use groups::Group;
 pub use messages::{Destination, Extras, Inserted, Mention, Message, Sender};
+pub use oidc::PendingLogin;
 pub use sessions::SESSION_USER_KEY;
 
 /// Handle to the database; cheap to clone (a pool handle).

@@ -25,6 +25,51 @@ export function showAuth(tab, notice) {
   selectTab(tab || 'login');
   $('#auth-notice').text(notice || '').prop('hidden', !notice);
   document.title = 'chatbox';
+  offerOidc();
+  if (oidcError) {
+    showFormError('#login-error', oidcError);
+    oidcError = '';
+  }
+}
+
+// ---------------------------------------------------------------- sign-in with the provider
+
+// What the page says for each `oidc_error` the server's callback redirects with.
+var OIDC_ERRORS = {
+  expired: 'That sign-in took too long or was started in another window. Please try again.',
+  denied: 'Sign-in was cancelled.',
+  refused: 'The provider did not accept this sign-in. Please try again.',
+  invalid: 'The provider\'s answer could not be verified. Please try again.',
+  unavailable: 'The provider cannot be reached right now. Please try again in a minute.',
+};
+
+// The failed provider sign-in this page was sent back with, taken out of the address bar so a
+// reload does not show it again.
+var oidcError = (function () {
+  var params = new URLSearchParams(window.location.search);
+  var code = params.get('oidc_error');
+  if (code === null) return '';
+  params.delete('oidc_error');
+  var rest = params.toString();
+  window.history.replaceState(null, '', window.location.pathname + (rest ? '?' + rest : '') + window.location.hash);
+  return OIDC_ERRORS[code] || 'Signing in did not work. Please try again.';
+})();
+
+var oidcOffered = null;
+
+// Shows "Sign in with …" when the server has a provider configured (asked once per page).
+function offerOidc() {
+  if (oidcOffered) return;
+  oidcOffered = api('GET', '/api/config')
+    .then(function (config) {
+      var oidc = config && config.oidc;
+      if (!oidc || !oidc.enabled) return;
+      $('#oidc-button').text('Sign in with ' + oidc.name).attr('href', oidc.login_url);
+      $('#oidc-signin').prop('hidden', false);
+    })
+    .catch(function () {
+      oidcOffered = null;
+    });
 }
 
 export function selectTab(tab) {

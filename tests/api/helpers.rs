@@ -207,6 +207,11 @@ pub fn settings(db: &TestDb) -> Settings {
         http_header_timeout_secs: 10,
         http_body_timeout_secs: 30,
         trusted_proxies: String::new(),
+        oidc_issuer: None,
+        oidc_client_id: None,
+        oidc_client_secret: None,
+        oidc_redirect_url: None,
+        oidc_name: None,
     }
 }
 

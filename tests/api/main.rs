@@ -3,6 +3,7 @@
 //! in-process queue and bus), and on MySQL + Redis when `CHATBOX_TEST_MYSQL_URL` and
 //! `CHATBOX_TEST_REDIS_URL` are set (CI sets them; their absence fails the run there).
 
+mod fake_oidc;
 mod helpers;
 mod proxy;
 mod pusher;
@@ -16,6 +17,7 @@ mod delivery;
 mod faults;
 mod health;
 mod http_limits;
+mod oidc;
 mod security;
 mod typing;
 mod worker;

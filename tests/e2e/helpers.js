@@ -49,9 +49,10 @@ export function docsScreenshotDir() {
 /**
  * Starts `chatbox serve` on 127.0.0.1 with a random port and a fresh SQLite database. Resolves
  * once the server logged "chatbox is serving" with `{ port, base, logTail, api, stop }` (see
- * ../support/server.js). Call `stop()` when done.
+ * ../support/server.js). `extraEnv` adds or overrides settings (`BIND`, `OIDC_*`). Call `stop()`
+ * when done.
  */
-export async function startServer() {
+export async function startServer(extraEnv = {}) {
   let databaseUrl;
   const server = await startChatbox({
     tempPrefix: 'chatbox-e2e-',
@@ -62,6 +63,7 @@ export async function startServer() {
         PUSHER_APP_ID: 'e2e-app',
         PUSHER_APP_KEY: 'e2e-key',
         PUSHER_APP_SECRET: 'e2e-secret-2c4e6a8b0d1f3e5a7c9b1d3f5a7c9e0b',
+        ...extraEnv,
       };
       // `disk`: the working tree's static/, so UI changes need no rebuild; `embedded`: the
       // files built into the binary.
