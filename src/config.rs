@@ -11,6 +11,12 @@ use clap::{Args, ValueEnum};
 /// Shortest Pusher app secret accepted: 32 bytes, as many as the HMAC-SHA256 key it becomes.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// Default of `PRESENCE_MAX_MEMBERS`: a full list of this many members is a frame of about
+/// 500 KB (user_info `{id, name}`), written to every joiner; see BENCHMARKS.md § presence.
+pub const DEFAULT_PRESENCE_MAX_MEMBERS: usize = 10_000;
+/// Largest `PRESENCE_MAX_MEMBERS` accepted: a list frame must stay well under a few megabytes.
+pub const MAX_PRESENCE_MAX_MEMBERS: usize = 50_000;
+
 /// Secrets that are public: earlier defaults, documentation examples and the usual placeholders.
 /// Anyone who knows the secret signs subscriptions to every user's private channels.
 const KNOWN_SECRETS: &[&str] = &[
@@ -76,6 +82,10 @@ pub struct Settings {
     /// revokes it at once.
     #[arg(long, env = "TOKEN_TTL_DAYS", default_value_t = 30, global = true)]
     pub token_ttl_days: u32,
+    /// Members of a presence channel up to which `subscription_succeeded` lists them all; past
+    /// it, the count and the subscriber only (the list is paged over HTTP).
+    #[arg(long, env = "PRESENCE_MAX_MEMBERS", default_value_t = DEFAULT_PRESENCE_MAX_MEMBERS, global = true)]
+    pub presence_max_members: usize,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -146,6 +156,8 @@ pub struct Config {
     pub max_connections_per_ip: Option<u32>,
     /// Bearer tokens expire this long after they are issued.
     pub token_ttl: std::time::Duration,
+    /// Members of a presence channel listed in full in `subscription_succeeded`.
+    pub presence_max_members: usize,
 }
 
 /// A setting that failed validation: names the setting and says what is wrong.
@@ -226,6 +238,12 @@ impl Config {
         if !(1..=3650).contains(&s.token_ttl_days) {
             return Err(invalid("TOKEN_TTL_DAYS", "must be between 1 and 3650 days"));
         }
+        if !(1..=MAX_PRESENCE_MAX_MEMBERS).contains(&s.presence_max_members) {
+            return Err(invalid(
+                "PRESENCE_MAX_MEMBERS",
+                format!("must be between 1 and {MAX_PRESENCE_MAX_MEMBERS}"),
+            ));
+        }
         if s.redis_prefix.len() > 64 || s.redis_prefix.chars().any(char::is_whitespace) {
             return Err(invalid("REDIS_PREFIX", "at most 64 characters, no white space"));
         }
@@ -249,6 +267,7 @@ impl Config {
             queue_visibility: std::time::Duration::from_secs(s.queue_visibility_secs),
             max_connections_per_ip: (s.max_connections_per_ip > 0).then_some(s.max_connections_per_ip),
             token_ttl: std::time::Duration::from_secs(u64::from(s.token_ttl_days) * 86_400),
+            presence_max_members: s.presence_max_members,
         })
     }
 

@@ -25,6 +25,7 @@ pub mod error;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod presence;
 pub mod protocol;
 pub mod queue;
 pub mod shutdown;

@@ -85,6 +85,7 @@ fn settings(database_url: String) -> Settings {
         no_worker: true,
         queue_visibility_secs: 3,
         max_connections_per_ip: 1000,
+        presence_max_members: chatbox::config::DEFAULT_PRESENCE_MAX_MEMBERS,
     }
 }
 

@@ -45,6 +45,8 @@ pub struct WsContext {
     pub tasks: TaskTracker,
     /// Per-user limits on client events and on subscriptions that read a backlog.
     pub limits: Arc<crate::limits::Limiter>,
+    /// Who is present on presence channels (cluster-wide with Redis).
+    pub presence: Arc<crate::presence::Presence>,
 }
 
 /// `GET /app/{key}`: upgrade, then either serve the socket or close it with the handshake error.

@@ -201,6 +201,7 @@ pub fn settings(db: &TestDb) -> Settings {
         no_worker: false,
         queue_visibility_secs: 3,
         max_connections_per_ip: 1000,
+        presence_max_members: chatbox::config::DEFAULT_PRESENCE_MAX_MEMBERS,
     }
 }
 

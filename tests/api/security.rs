@@ -451,13 +451,19 @@ async fn the_login_throttle_is_cluster_wide(backend: Backend) {
     for n in 0..10 {
         let node = if n % 2 == 0 { &a } else { &b };
         let res = node
-            .post("/api/login", json!({"email": "dave@example.com", "password": "guess-guess"}))
+            .post(
+                "/api/login",
+                json!({"email": "dave@example.com", "password": "guess-guess"}),
+            )
             .await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
     for node in [&a, &b] {
         let res = node
-            .post("/api/login", json!({"email": "dave@example.com", "password": "password-dave"}))
+            .post(
+                "/api/login",
+                json!({"email": "dave@example.com", "password": "password-dave"}),
+            )
             .await;
         assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "locked on every node");
     }
@@ -474,7 +480,10 @@ fn redis_conf_bounds_pubsub_buffers() {
         .expect("a pubsub output-buffer limit");
     let limits: Vec<&str> = line.split_whitespace().skip(2).collect();
     assert_eq!(limits.len(), 3, "{line}");
-    assert!(limits[0] != "0" && limits[1] != "0", "hard and soft limits are set: {line}");
+    assert!(
+        limits[0] != "0" && limits[1] != "0",
+        "hard and soft limits are set: {line}"
+    );
 }
 
 backend_tests!(
