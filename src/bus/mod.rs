@@ -28,10 +28,14 @@ pub enum Target {
     Group { users: Vec<UserId> },
     /// Every user's `private-group.message.{id}` (the "All" group), without listing them.
     EveryGroupChannel,
-    /// A presence channel's `member_added` / `member_removed`, with the version of the change:
-    /// queued per node and written to the channel's sockets in batches, each socket leaving out
-    /// those its member list already reflects.
-    Members { channel: String, version: u64 },
+    /// A presence channel's `member_added` / `member_removed` about `user`, with the version of
+    /// the change: queued per node and written to the channel's sockets in batches, each socket
+    /// leaving out those its member list already reflects and those about its own user.
+    Members {
+        channel: String,
+        version: u64,
+        user: String,
+    },
     /// Not an event: every socket of this user (on its own channels or present as it) is closed
     /// with 4009, after its credentials were revoked (logout).
     SignOut { user: UserId },

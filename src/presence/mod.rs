@@ -36,7 +36,7 @@ use self::{local::Registry, redis::RedisPresence};
 use crate::{
     bus::{Broadcast, Bus, Target},
     domain::ChannelName,
-    protocol::{SocketId, frames},
+    protocol::frames,
     ws::hub::Hub,
 };
 
@@ -179,10 +179,10 @@ impl Presence {
     }
 
     /// Counts a socket in on `channel` as `user`, announcing the user to every node when this is
-    /// its first socket anywhere (leaving out `socket`). Returns the change's version: the member
+    /// its first socket anywhere. Returns the change's version: the member
     /// list for this socket must be at least that current. When Redis fails the socket counts
     /// here and is registered at the next heartbeat.
-    pub async fn join(&self, channel: &ChannelName, socket: SocketId, user: &str, info: &Value) -> u64 {
+    pub async fn join(&self, channel: &ChannelName, user: &str, info: &Value) -> u64 {
         let _shared = self.resync.read().await;
         let here = self.registry.add(channel, user, info);
         let change = match &self.redis {
@@ -195,7 +195,7 @@ impl Presence {
                 }
             }
         };
-        self.announce(channel, &change, Some(socket)).await;
+        self.announce(channel, &change).await;
         change.version
     }
 
@@ -217,7 +217,7 @@ impl Presence {
                 }
             }
         };
-        self.announce(channel, &change, None).await;
+        self.announce(channel, &change).await;
     }
 
     fn failed(&self, e: PresenceError) -> u64 {
@@ -227,22 +227,26 @@ impl Presence {
     }
 
     /// Publishes the member changes of `change` on the bus.
-    async fn announce(&self, channel: &ChannelName, change: &Change, except: Option<SocketId>) {
+    async fn announce(&self, channel: &ChannelName, change: &Change) {
         let added = change
             .added
             .iter()
-            .map(|(u, info)| (MEMBER_ADDED, json!({ "user_id": u, "user_info": info })));
-        let removed = change.removed.iter().map(|u| (MEMBER_REMOVED, json!({ "user_id": u })));
-        for (event, data) in added.chain(removed) {
+            .map(|(u, info)| (u, MEMBER_ADDED, json!({ "user_id": u, "user_info": info })));
+        let removed = change
+            .removed
+            .iter()
+            .map(|u| (u, MEMBER_REMOVED, json!({ "user_id": u })));
+        for (user, event, data) in added.chain(removed) {
             let b = Broadcast {
                 target: Target::Members {
                     channel: channel.as_str().to_owned(),
                     version: change.version,
+                    user: user.clone(),
                 },
                 event: event.to_owned(),
                 data: data.to_string(),
                 user_id: None,
-                except,
+                except: None,
                 message_id: None,
             };
             if let Err(e) = self.bus.publish(&b).await {
@@ -328,8 +332,9 @@ impl Presence {
         members.into_iter().map(|p| p.user_id).collect()
     }
 
-    /// One page of at most `limit` members from `cursor` (`None` starts), and the cursor of the
-    /// next page (`None`: that was the last).
+    /// One page of at most `limit` members in user-id order from `cursor` (`None` starts; the
+    /// cursor is the last id of the previous page), and the cursor of the next page (`None`: that
+    /// was the last). A member present throughout a walk appears in it exactly once.
     ///
     /// # Errors
     /// Redis is unavailable.
@@ -340,18 +345,12 @@ impl Presence {
         limit: usize,
     ) -> Result<(Vec<(String, Value)>, Option<String>), PresenceError> {
         let limit = limit.clamp(1, MAX_PAGE);
-        match &self.redis {
-            Some(r) => {
-                let from = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
-                let (next, members) = r.page(channel, from, limit).await?;
-                Ok((members, (next != 0).then(|| next.to_string())))
-            }
-            None => {
-                let members = self.registry.page(channel, cursor, limit);
-                let next = (members.len() == limit).then(|| members[limit - 1].0.clone());
-                Ok((members, next))
-            }
-        }
+        let members = match &self.redis {
+            Some(r) => r.page(channel, cursor, limit).await?,
+            None => self.registry.page(channel, cursor, limit),
+        };
+        let next = (members.len() == limit).then(|| members[limit - 1].0.clone());
+        Ok((members, next))
     }
 
     /// The live nodes: `{id, started_at, connections}` each (this one's connections are current,
@@ -425,14 +424,14 @@ impl Presence {
         for (channel, members) in mine {
             channels.remove(&channel);
             match r.change(&self.node, &channel, redis::Mode::Set, &members).await {
-                Ok(change) => self.announce(&channel, &change, None).await,
+                Ok(change) => self.announce(&channel, &change).await,
                 Err(e) => return self.retry_later(e),
             }
         }
         // Channels Redis still lists for this node but where it holds no socket any more.
         for channel in channels {
             match r.change(&self.node, &channel, redis::Mode::Set, &[]).await {
-                Ok(change) => self.announce(&channel, &change, None).await,
+                Ok(change) => self.announce(&channel, &change).await,
                 Err(e) => return self.retry_later(e),
             }
         }
@@ -462,7 +461,7 @@ impl Presence {
                         if !change.removed.is_empty() {
                             tracing::info!(node = %node, channel = %channel.as_str(), removed = change.removed.len(), "swept a dead node's members");
                         }
-                        self.announce(&channel, &change, None).await;
+                        self.announce(&channel, &change).await;
                     }
                     Err(e) => return tracing::warn!(error = %e, "presence sweep interrupted"),
                 }

@@ -11,6 +11,7 @@
 //! | `ch:{channel}:members` | hash | user id → `user_info` JSON |
 //! | `ch:{channel}:sockets` | hash | user id → sockets over all nodes |
 //! | `ch:{channel}:since` | hash | user id → when it joined (ms since the epoch) |
+//! | `ch:{channel}:ids` | sorted set (all scores 0) | user ids in byte order, for paging |
 //! | `ch:{channel}:node:{node}` | hash | user id → sockets on that node |
 //! | `ch:{channel}:version` | string | the version of the last membership change |
 //!
@@ -35,7 +36,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// `{version, added users, removed users}`. Modes: `add` (ARGV triples are user, delta, info),
 /// `set` (the node's sockets become exactly the listed ones: re-registration), `sweep` (as `set`
 /// with nothing listed, only while the node's lease is gone: a dead node's sockets leave).
-/// KEYS: members, sockets, since, node's sockets, version, node's channels, node's lease.
+/// KEYS: members, sockets, since, node's sockets, version, node's channels, node's lease, ids.
 const CHANGE: &str = r"
 local mode = ARGV[2]
 if mode == 'sweep' and redis.call('EXISTS', KEYS[7]) == 1 then return {0, {}, {}} end
@@ -56,10 +57,12 @@ local function change(user, delta, info)
     redis.call('HDEL', KEYS[2], user)
     redis.call('HDEL', KEYS[1], user)
     redis.call('HDEL', KEYS[3], user)
+    redis.call('ZREM', KEYS[8], user)
     table.insert(removed, user)
   elseif total == delta then
     redis.call('HSET', KEYS[1], user, info)
     redis.call('HSET', KEYS[3], user, ARGV[3])
+    redis.call('ZADD', KEYS[8], 0, user)
     table.insert(added, user)
   end
 end
@@ -99,6 +102,22 @@ local n = redis.call('HLEN', KEYS[1])
 local v = tonumber(redis.call('GET', KEYS[2]) or '0')
 if n > tonumber(ARGV[1]) then return {v, n, {}} end
 return {v, n, redis.call('HGETALL', KEYS[1])}
+";
+
+/// Up to ARGV[2] members whose ids sort after ARGV[1] (empty: from the first), as flat
+/// `user, info` pairs. KEYS: ids, members.
+const PAGE: &str = r"
+local from = '-'
+if ARGV[1] ~= '' then from = '(' .. ARGV[1] end
+local ids = redis.call('ZRANGE', KEYS[1], from, '+', 'BYLEX', 'LIMIT', 0, tonumber(ARGV[2]))
+if #ids == 0 then return {} end
+local infos = redis.call('HMGET', KEYS[2], unpack(ids))
+local out = {}
+for i = 1, #ids do
+  table.insert(out, ids[i])
+  table.insert(out, infos[i] or 'null')
+end
+return out
 ";
 
 /// Renews this node's lease and registration; 1 if the lease was still there, 0 if it had to be
@@ -144,6 +163,7 @@ pub struct RedisPresence {
     base: String,
     change: redis::Script,
     snapshot: redis::Script,
+    page: redis::Script,
     renew: redis::Script,
     forget: redis::Script,
 }
@@ -163,6 +183,7 @@ impl RedisPresence {
             base: format!("{prefix}presence:"),
             change: redis::Script::new(CHANGE),
             snapshot: redis::Script::new(SNAPSHOT),
+            page: redis::Script::new(PAGE),
             renew: redis::Script::new(RENEW),
             forget: redis::Script::new(FORGET),
         }
@@ -199,7 +220,8 @@ impl RedisPresence {
         call.key(self.channel_key(channel, &format!("node:{node}")))
             .key(self.channel_key(channel, "version"))
             .key(self.node_channels_key(node))
-            .key(self.lease_key(node));
+            .key(self.lease_key(node))
+            .key(self.channel_key(channel, "ids"));
         call.arg(channel.as_str())
             .arg(mode.arg())
             .arg(chrono::Utc::now().timestamp_millis());
@@ -272,28 +294,27 @@ impl RedisPresence {
             .collect())
     }
 
-    /// One page of members from a scan cursor (`0` starts); the next cursor is `0` at the end.
-    /// A scan returns every member present throughout it at least once.
+    /// Up to `limit` members of `channel` whose ids sort after `after`, in id (byte) order.
     ///
     /// # Errors
     /// Redis failed or did not answer in time.
     pub async fn page(
         &self,
         channel: &ChannelName,
-        cursor: u64,
+        after: Option<&str>,
         limit: usize,
-    ) -> Result<(u64, Vec<(String, Value)>), PresenceError> {
+    ) -> Result<Vec<(String, Value)>, PresenceError> {
         let mut conn = self.conn.clone();
-        let (next, flat): (u64, Vec<String>) = within(
-            redis::cmd("HSCAN")
-                .arg(self.channel_key(channel, "members"))
-                .arg(cursor)
-                .arg("COUNT")
+        let flat: Vec<String> = within(
+            self.page
+                .key(self.channel_key(channel, "ids"))
+                .key(self.channel_key(channel, "members"))
+                .arg(after.unwrap_or(""))
                 .arg(limit)
-                .query_async(&mut conn),
+                .invoke_async(&mut conn),
         )
         .await?;
-        Ok((next, pairs(flat)))
+        Ok(pairs(flat))
     }
 
     /// Renews `node`'s lease with `value`; false when the lease had to be created anew.

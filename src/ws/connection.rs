@@ -202,11 +202,15 @@ impl Connection {
                     }
                 }
                 Outgoing::Members { channel, frames } => {
-                    let Some(&seen) = self.session.member_lists.get(&channel) else {
+                    let (Some(&seen), Some(Some(me))) = (
+                        self.session.member_lists.get(&channel),
+                        self.session.subscriptions.get(&channel),
+                    ) else {
                         continue;
                     };
+                    let me = me.clone();
                     for change in frames.iter() {
-                        if change.version > seen && change.except != Some(self.id) {
+                        if change.version > seen && *change.user != *me {
                             self.feed(change.frame.clone()).await?;
                             batched += 1;
                         }
@@ -307,7 +311,7 @@ impl Connection {
             // member list already holds are dropped by version when drained.
             self.ctx.hub.subscribe_present(&channel, self.id, &self.outbox, &user);
             self.session.subscriptions.insert(channel.clone(), Some(user.clone()));
-            let joined = self.ctx.presence.join(&channel, self.id, &user, &info).await;
+            let joined = self.ctx.presence.join(&channel, &user, &info).await;
             return self.send_members(channel, &user, &info, joined).await;
         }
         let own = channel.user_channel();

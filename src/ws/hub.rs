@@ -50,8 +50,8 @@ pub struct MemberFrame {
     pub frame: Utf8Bytes,
     /// The version of the change: a socket whose member list is at least that current skips it.
     pub version: u64,
-    /// The socket whose join this announces (it has the news in its member list).
-    pub except: Option<SocketId>,
+    /// The user it is about: that user's own sockets are not told (they know).
+    pub user: Arc<str>,
 }
 
 /// How long member changes wait to be written together. Clients see a join at most this much
@@ -278,9 +278,9 @@ impl Hub {
             Target::EveryGroupChannel => self.waiters.wake_all(),
             Target::Channel { .. } => {}
             Target::SignOut { user } => return self.sign_out(*user),
-            Target::Members { channel, version } => {
+            Target::Members { channel, version, user } => {
                 let frame = Utf8Bytes::from(event.for_channel(channel));
-                return self.queue_member_change(channel, frame, *version, b.except);
+                return self.queue_member_change(channel, frame, *version, user);
             }
         }
         let inner = self.read();
@@ -329,12 +329,16 @@ impl Hub {
     }
 
     /// Holds a member change for the next batch, unless nobody here listens on its channel.
-    fn queue_member_change(&self, channel: &str, frame: Utf8Bytes, version: u64, except: Option<SocketId>) {
+    fn queue_member_change(&self, channel: &str, frame: Utf8Bytes, version: u64, user: &str) {
         let Ok(name) = ChannelName::parse(channel) else { return };
         if !self.read().channels.contains_key(&name) {
             return;
         }
-        let change = MemberFrame { frame, version, except };
+        let change = MemberFrame {
+            frame,
+            version,
+            user: user.into(),
+        };
         let mut waiting = self.members.lock().unwrap_or_else(|p| p.into_inner());
         let first = waiting.is_empty();
         waiting.entry(name).or_default().push(change);

@@ -14,6 +14,7 @@ mod chat;
 mod delivery;
 mod faults;
 mod health;
+mod presence;
 mod security;
 mod worker;
 mod ws_protocol;
