@@ -84,12 +84,16 @@ fn count_in(frame: &str) -> Option<usize> {
     digits.parse().ok()
 }
 
-/// The event name near the start of a frame (`{"event":"…"` as servers write it).
-fn event_of(frame: &str) -> &str {
-    let head = &frame[..frame.len().min(80)];
+/// The event name of a frame, looked for near either end (servers put `event` first or, with
+/// sorted keys, last) without reading the middle: member lists are large.
+fn event_of(frame: &str) -> &'static str {
+    let bytes = frame.as_bytes();
+    let edge = bytes.len().min(96);
+    let (head, tail) = (&bytes[..edge], &bytes[bytes.len() - edge..]);
+    let holds = |part: &[u8], e: &str| part.windows(e.len()).any(|w| w == e.as_bytes());
     [MEMBER_ADDED, MEMBER_REMOVED, SUCCEEDED, "pusher:ping"]
         .into_iter()
-        .find(|e| head.contains(e))
+        .find(|e| holds(head, e) || holds(tail, e))
         .unwrap_or("")
 }
 
