@@ -18,6 +18,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod broadcast;
 pub mod bus;
 pub mod config;
 pub mod domain;

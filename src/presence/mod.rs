@@ -34,7 +34,11 @@ use tokio_util::sync::CancellationToken;
 
 use self::{local::Registry, redis::RedisPresence};
 use crate::{
-    bus::{Broadcast, Bus, Target},
+    broadcast::{
+        Broadcast, Target,
+        events::{MEMBER_ADDED, MEMBER_REMOVED},
+    },
+    bus::Bus,
     domain::ChannelName,
     protocol::frames,
     ws::hub::Hub,
@@ -47,9 +51,6 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(50);
 /// Most members one page of `GET /api/presence/{channel}/members` holds.
 pub const MAX_PAGE: usize = 1000;
-
-pub const MEMBER_ADDED: &str = "pusher_internal:member_added";
-pub const MEMBER_REMOVED: &str = "pusher_internal:member_removed";
 
 /// A present user as the member lists and the admin view show it.
 #[derive(Debug, Clone)]

@@ -17,12 +17,14 @@ use super::{
     session::Session,
 };
 use crate::{
-    bus::{Broadcast, Target},
+    broadcast::{
+        Broadcast, Target,
+        events::{GROUP_EVENT, INDIVIDUAL_EVENT},
+    },
     domain::{ChannelKind, ChannelName, MessageId, UserChannel},
     limits,
     protocol::{ClientFrame, MAX_CLIENT_EVENT_DATA, ProtocolError, SocketId, auth, decode, frames},
     store::{Cursor, Stream},
-    worker::{GROUP_EVENT, INDIVIDUAL_EVENT},
 };
 
 /// Frames queued for one socket before it counts as too slow and is evicted with 4100.

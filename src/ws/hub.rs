@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use super::waiters::Waiters;
 use crate::{
-    bus::{Broadcast, Target},
+    broadcast::{Broadcast, Target},
     domain::{ChannelName, MessageId, UserChannel},
     protocol::{ProtocolError, SocketId, frames},
 };
