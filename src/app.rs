@@ -124,9 +124,12 @@ impl App {
         let limits = Arc::new(limits);
         let presence = match &delivery.redis {
             Some(client) => Presence::redis(
-                redis::aio::ConnectionManager::new(client.clone())
-                    .await
-                    .context("connecting to Redis (REDIS_URL)")?,
+                redis::aio::ConnectionManager::new_with_config(
+                    client.clone(),
+                    crate::presence::redis::connection_config(),
+                )
+                .await
+                .context("connecting to Redis (REDIS_URL)")?,
                 &config.redis_prefix,
                 delivery.bus.clone(),
                 hub.clone(),

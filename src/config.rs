@@ -11,9 +11,11 @@ use clap::{Args, ValueEnum};
 /// Shortest Pusher app secret accepted: 32 bytes, as many as the HMAC-SHA256 key it becomes.
 pub const MIN_SECRET_BYTES: usize = 32;
 
-/// Default of `PRESENCE_MAX_MEMBERS`: a full list of this many members is a frame of about
-/// 500 KB (user_info `{id, name}`), written to every joiner; see BENCHMARKS.md § presence.
-pub const DEFAULT_PRESENCE_MAX_MEMBERS: usize = 10_000;
+/// Default of `PRESENCE_MAX_MEMBERS`, Pusher's own limit: a list of 100 members (user_info
+/// `{id, name}`) is a frame of about 5 KB. Every joiner is written the list, and the socket keeps a
+/// write buffer as large as the largest frame it wrote: with full lists of 1,000 members a
+/// settled connection costs 36 KiB, of 10,000 members 332 KiB (BENCHMARKS.md § presence).
+pub const DEFAULT_PRESENCE_MAX_MEMBERS: usize = 100;
 /// Largest `PRESENCE_MAX_MEMBERS` accepted: a list frame must stay well under a few megabytes.
 pub const MAX_PRESENCE_MAX_MEMBERS: usize = 50_000;
 

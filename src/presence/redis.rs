@@ -29,8 +29,15 @@ use crate::domain::ChannelName;
 /// How long a node's lease lives without renewal: a node silent this long is presumed dead and
 /// swept. Three heartbeats ([`super::HEARTBEAT`]) may be missed (a loaded machine) first.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
-/// Longest any presence call to Redis may take before it counts as failed.
+/// Longest any presence call to Redis may take before it counts as failed. A failed change is
+/// repaired at the next heartbeat but its announcement is lost, so this is generous: the Redis
+/// client's own default (500 ms) was exceeded on a loaded machine with thousands of joins.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The presence connection: replies may take up to [`CALL_TIMEOUT`].
+pub fn connection_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new().set_response_timeout(Some(CALL_TIMEOUT))
+}
 
 /// Applies membership changes on one channel for one node and returns
 /// `{version, added users, removed users}`. Modes: `add` (ARGV triples are user, delta, info),
