@@ -24,7 +24,7 @@ use super::{
         conversations::list,
         groups::create, groups::list, groups::show, groups::rename, groups::remove_group,
         groups::add_member, groups::remove_member,
-        people::list, people::show, people::search, people::friends, people::add_friend, people::remove_friend,
+        people::list, people::show, people::search, people::friends, people::add_friend, people::remove_friend, people::members,
         notifications::poll,
         broadcasting_auth::authorize,
         admin::presence, admin::stats,
