@@ -17,32 +17,10 @@ use crate::{
     store::{Destination, Message, Store},
 };
 
-/// Event name of a one-to-one message (laravel-echo: `.listen('IndividualMessage')`).
-pub const INDIVIDUAL_EVENT: &str = "App\\Events\\IndividualMessage";
-/// Event name of a group message (laravel-echo: `.listen('GroupMessage')`).
-pub const GROUP_EVENT: &str = "App\\Events\\GroupMessage";
-/// The user was added to a group, or a group it is in was created: `{group}`.
-pub const ADDED_TO_GROUP: &str = "App\\Events\\AddedToGroup";
-/// The user left, was removed, or the group was deleted: `{group_id}`.
-pub const REMOVED_FROM_GROUP: &str = "App\\Events\\RemovedFromGroup";
-/// A group the user is in was renamed or changed members: `{group}`.
-pub const GROUP_UPDATED: &str = "App\\Events\\GroupUpdated";
-/// Someone signed up: `{user: {id, name}}`, to everyone.
-pub const USER_REGISTERED: &str = "App\\Events\\UserRegistered";
-/// Someone is typing to the user (`{from: {id, name}, to_user}`) or in one of its groups
-/// (`{from, group_id}`); published by `POST /api/typing`, not by the worker.
-pub const TYPING_EVENT: &str = "App\\Events\\Typing";
-
-/// A message was edited: `{message}` (its current state), on the channels it went to.
-pub const MESSAGE_UPDATED: &str = "App\\Events\\MessageUpdated";
-/// A message was deleted: `{message_id, user_id | group_id}`, on the channels it went to.
-pub const MESSAGE_DELETED: &str = "App\\Events\\MessageDeleted";
-/// A participant read a conversation further: `{reader_id, up_to, user_id | group_id}`, to the
-/// other participants (not for "All").
-pub const MESSAGES_READ: &str = "App\\Events\\MessagesRead";
-/// The user was named in a group message: `{from, pseudonym?, group: {id, name}, message_id}`
-/// (the `mention` notification), on its group channel.
-pub const MENTIONED: &str = "App\\Events\\Mentioned";
+pub use crate::broadcast::events::{
+    ADDED_TO_GROUP, GROUP_EVENT, GROUP_UPDATED, INDIVIDUAL_EVENT, MENTIONED, MESSAGE_DELETED, MESSAGE_UPDATED,
+    MESSAGES_READ, REMOVED_FROM_GROUP, TYPING_EVENT, USER_REGISTERED,
+};
 
 /// Longest a blocking claim waits before the loop checks for shutdown again.
 const CLAIM_WAIT: Duration = Duration::from_secs(2);

@@ -95,6 +95,7 @@ fn settings(database_url: String) -> Settings {
         http_header_timeout_secs: 10,
         http_body_timeout_secs: 30,
         trusted_proxies: String::new(),
+        presence_max_members: chatbox::config::DEFAULT_PRESENCE_MAX_MEMBERS,
     }
 }
 

@@ -32,7 +32,7 @@ use super::{
         groups::create, groups::list, groups::show, groups::rename, groups::remove_group,
         groups::add_member, groups::remove_member,
         questions::mute, questions::unmute, questions::list_muted,
-        people::list, people::show, people::search, people::friends, people::add_friend, people::remove_friend,
+        people::list, people::show, people::search, people::friends, people::add_friend, people::remove_friend, people::members,
         notifications::poll,
         broadcasting_auth::authorize,
         admin::presence, admin::stats,

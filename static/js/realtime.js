@@ -75,7 +75,10 @@ export function connectRealtime() {
 
     state.presence = echo.join('online')
       .here(function (members) {
-        state.online = new Set();
+        // Past the server's PRESENCE_MAX_MEMBERS the list holds only this user (with the true
+        // count): keep who /api/users said is online, and follow arrivals and departures.
+        var count = state.presence.subscription.members.count;
+        if (members.length >= count) state.online = new Set();
         members.forEach(function (m) {
           addUser(m, false);
           state.online.add(Number(m.id));

@@ -18,6 +18,7 @@ mod faults;
 mod health;
 mod http_limits;
 mod oidc;
+mod presence;
 mod security;
 mod typing;
 mod worker;
