@@ -14,6 +14,7 @@ use crate::{
     config::Config,
     http,
     limits::Limiter,
+    presence::Presence,
     queue::{MemoryQueue, Queue, RedisQueue, relay},
     state::AppState,
     store::Store,
@@ -124,6 +125,23 @@ impl App {
             None => Limiter::local(),
         };
         let limits = Arc::new(limits);
+        let presence = match &delivery.redis {
+            Some(client) => Presence::redis(
+                redis::aio::ConnectionManager::new_with_config(
+                    client.clone(),
+                    crate::presence::redis::connection_config(),
+                )
+                .await
+                .context("connecting to Redis (REDIS_URL)")?,
+                &config.redis_prefix,
+                delivery.bus.clone(),
+                hub.clone(),
+                config.presence_max_members,
+            )
+            .await
+            .context("registering this node's presence in Redis (REDIS_URL)")?,
+            None => Presence::local(delivery.bus.clone(), hub.clone(), config.presence_max_members),
+        };
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {} (BIND)", config.bind))?;
@@ -153,6 +171,7 @@ impl App {
                 shutdown: shutdown.clone(),
                 tasks: tasks.clone(),
                 limits,
+                presence: Arc::new(presence),
             },
             queue: delivery.queue.clone(),
             metrics: Arc::default(),
@@ -211,6 +230,8 @@ impl App {
         tasks.spawn(relay::sweep(delivery.queue.clone(), store.clone(), shutdown.clone()));
         tasks.spawn(sweep_sessions(store.clone(), state.config.token_ttl, shutdown.clone()));
         tasks.spawn(sweep_attachments(store.clone(), shutdown.clone()));
+        tasks.spawn(state.ws.hub.clone().batch_member_changes(shutdown.clone()));
+        tasks.spawn(state.ws.presence.clone().run(shutdown.clone()));
         if let Some(client) = delivery.redis.clone() {
             let prefix = state.config.redis_prefix.clone();
             tasks.spawn(bus::redis::subscribe(

@@ -17,6 +17,14 @@ use ipnet::IpNet;
 /// Shortest Pusher app secret accepted: 32 bytes, as many as the HMAC-SHA256 key it becomes.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// Default of `PRESENCE_MAX_MEMBERS`, Pusher's own limit: a list of 100 members (user_info
+/// `{id, name}`) is a frame of about 5 KB. Every joiner is written the list, and the socket keeps a
+/// write buffer as large as the largest frame it wrote: with full lists of 1,000 members a
+/// settled connection costs 36 KiB, of 10,000 members 332 KiB (BENCHMARKS.md § presence).
+pub const DEFAULT_PRESENCE_MAX_MEMBERS: usize = 100;
+/// Largest `PRESENCE_MAX_MEMBERS` accepted: a list frame must stay well under a few megabytes.
+pub const MAX_PRESENCE_MAX_MEMBERS: usize = 50_000;
+
 /// Secrets that are public: earlier defaults, documentation examples and the usual placeholders.
 /// Anyone who knows the secret signs subscriptions to every user's private channels.
 const KNOWN_SECRETS: &[&str] = &[
@@ -136,6 +144,10 @@ pub struct Settings {
     /// most 30 s) is closed with 4201.
     #[arg(long, env = "ACTIVITY_TIMEOUT_SECS", default_value_t = 120, global = true)]
     pub activity_timeout_secs: u64,
+    /// Members of a presence channel up to which `subscription_succeeded` lists them all; past
+    /// it, the count and the subscriber only (the list is paged over HTTP).
+    #[arg(long, env = "PRESENCE_MAX_MEMBERS", default_value_t = DEFAULT_PRESENCE_MAX_MEMBERS, global = true)]
+    pub presence_max_members: usize,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -238,6 +250,8 @@ pub struct Config {
     pub max_attachment_bytes: u64,
     /// Sign-in with OpenID Connect; `None`: not configured, `/auth/oidc/*` answer 404.
     pub oidc: Option<Oidc>,
+    /// Members of a presence channel listed in full in `subscription_succeeded`.
+    pub presence_max_members: usize,
 }
 
 /// A setting that failed validation: names the setting and says what is wrong.
@@ -333,6 +347,12 @@ impl Config {
             Some(dir) => std::path::PathBuf::from(dir),
             None => default_attachments_dir(&database_url, database_kind),
         };
+        if !(1..=MAX_PRESENCE_MAX_MEMBERS).contains(&s.presence_max_members) {
+            return Err(invalid(
+                "PRESENCE_MAX_MEMBERS",
+                format!("must be between 1 and {MAX_PRESENCE_MAX_MEMBERS}"),
+            ));
+        }
         if s.redis_prefix.len() > 64 || s.redis_prefix.chars().any(char::is_whitespace) {
             return Err(invalid("REDIS_PREFIX", "at most 64 characters, no white space"));
         }
@@ -373,6 +393,7 @@ impl Config {
             attachments_dir,
             max_attachment_bytes: s.max_attachment_bytes,
             oidc,
+            presence_max_members: s.presence_max_members,
         })
     }
 

@@ -68,6 +68,9 @@ pub enum ApiError {
     /// 503: the database is down or saturated.
     #[error("the store is unavailable, retry shortly")]
     StoreUnavailable(#[source] StoreError),
+    /// 503: presence (Redis) is down, so who is online cannot be told.
+    #[error("presence is unavailable, retry shortly")]
+    PresenceUnavailable(#[from] crate::presence::PresenceError),
     /// 500: a bug or an unexpected failure; the cause is logged, not shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -107,6 +110,7 @@ impl ApiError {
             Self::TooManyConnections { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_connections"),
             Self::TooManyUploads(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_pending_uploads"),
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            Self::PresenceUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "presence_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -118,6 +122,7 @@ impl IntoResponse for ApiError {
         match &self {
             Self::Internal(e) => tracing::error!(error = ?e, "request failed"),
             Self::StoreUnavailable(e) => tracing::warn!(error = %crate::telemetry::chain(e), "store unavailable"),
+            Self::PresenceUnavailable(e) => tracing::warn!(error = %e, "presence unavailable"),
             _ => {}
         }
         let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));

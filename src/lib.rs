@@ -18,6 +18,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod broadcast;
 pub mod bus;
 pub mod config;
 pub mod domain;
@@ -27,6 +28,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod oidc;
+pub mod presence;
 pub mod protocol;
 pub mod queue;
 pub mod shutdown;

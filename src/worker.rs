@@ -17,23 +17,10 @@ use crate::{
     store::{Destination, Message, Store},
 };
 
-/// Event name of a one-to-one message (laravel-echo: `.listen('IndividualMessage')`).
-pub const INDIVIDUAL_EVENT: &str = "App\\Events\\IndividualMessage";
-/// Event name of a group message (laravel-echo: `.listen('GroupMessage')`).
-pub const GROUP_EVENT: &str = "App\\Events\\GroupMessage";
-/// The user was added to a group, or a group it is in was created: `{group}`.
-pub const ADDED_TO_GROUP: &str = "App\\Events\\AddedToGroup";
-/// The user left, was removed, or the group was deleted: `{group_id}`.
-pub const REMOVED_FROM_GROUP: &str = "App\\Events\\RemovedFromGroup";
-/// A group the user is in was renamed or changed members: `{group}`.
-pub const GROUP_UPDATED: &str = "App\\Events\\GroupUpdated";
-/// Someone signed up: `{user: {id, name}}`, to everyone.
-pub const USER_REGISTERED: &str = "App\\Events\\UserRegistered";
-/// Someone set or removed their avatar: `{user: {id, name, avatar_url}}`, to everyone.
-pub const USER_UPDATED: &str = "App\\Events\\UserUpdated";
-/// Someone is typing to the user (`{from: {id, name}, to_user}`) or in one of its groups
-/// (`{from, group_id}`); published by `POST /api/typing`, not by the worker.
-pub const TYPING_EVENT: &str = "App\\Events\\Typing";
+pub use crate::broadcast::events::{
+    ADDED_TO_GROUP, GROUP_EVENT, GROUP_UPDATED, INDIVIDUAL_EVENT, MENTIONED, MESSAGE_DELETED, MESSAGE_UPDATED,
+    MESSAGES_READ, REMOVED_FROM_GROUP, TYPING_EVENT, USER_REGISTERED, USER_UPDATED,
+};
 
 /// Longest a blocking claim waits before the loop checks for shutdown again.
 const CLAIM_WAIT: Duration = Duration::from_secs(2);
@@ -90,21 +77,24 @@ impl Worker {
                 return Ok(());
             }
         };
-        let broadcast = match envelope.job {
-            Job::Message { message } => self.message_broadcast(&message).await?,
-            Job::Event { to, event, data } => Some(Broadcast {
+        let broadcasts = match envelope.job {
+            Job::Message { message } => self.message_broadcasts(&message).await?,
+            Job::Event { to, event, data } => vec![Broadcast {
                 target: match to {
                     Audience::Users { users } => Target::Group { users },
                     Audience::Everyone => Target::EveryGroupChannel,
+                    Audience::Individuals { users } => Target::Individual { users },
                 },
                 event,
                 data: data.to_string(),
                 user_id: None,
                 except: None,
+                // Not a message announcement: a change of a message already delivered must
+                // still reach the socket, which drops repeated message ids.
                 message_id: None,
-            }),
+            }],
         };
-        if let Some(b) = &broadcast {
+        for b in &broadcasts {
             self.bus.publish(b).await?;
         }
         self.queue.ack(claimed).await?;
@@ -116,8 +106,9 @@ impl Worker {
         Ok(())
     }
 
-    /// The broadcast announcing `message`; `None` for a group that no longer exists.
-    async fn message_broadcast(&self, message: &Message) -> anyhow::Result<Option<Broadcast>> {
+    /// The broadcasts announcing `message` (none for a group that no longer exists): the message
+    /// itself, then [`MENTIONED`] to the members it names.
+    async fn message_broadcasts(&self, message: &Message) -> anyhow::Result<Vec<Broadcast>> {
         let data = json!({ "message": message }).to_string();
         let (target, event) = match message.destination() {
             Destination::User(recipient) => (Target::Individual { users: vec![recipient] }, INDIVIDUAL_EVENT),
@@ -125,19 +116,38 @@ impl Worker {
             Destination::Group(group) => {
                 let users = self.store.member_ids(group).await?;
                 if users.is_empty() {
-                    return Ok(None);
+                    return Ok(Vec::new());
                 }
                 (Target::Group { users }, GROUP_EVENT)
             }
         };
-        Ok(Some(Broadcast {
+        let mut out = vec![Broadcast {
             target,
             event: event.to_owned(),
             data,
             user_id: None,
             except: None,
             message_id: Some(message.id),
-        }))
+        }];
+        if let (Some(group), false) = (message.group_id, message.mentions.is_empty()) {
+            let names = self.store.group_names(&[group]).await?;
+            let mut data = json!({ "type": "mention", "from": message.sender,
+                                   "group": { "id": group, "name": names.get(&group) }, "message_id": message.id });
+            if let Some(p) = &message.pseudonym {
+                data["pseudonym"] = json!(p);
+            }
+            out.push(Broadcast {
+                target: Target::Group {
+                    users: message.mentions.iter().map(|m| m.id).collect(),
+                },
+                event: MENTIONED.to_owned(),
+                data: data.to_string(),
+                user_id: None,
+                except: None,
+                message_id: None,
+            });
+        }
+        Ok(out)
     }
 
     /// Processes jobs until `shutdown`. A job that fails (store or bus down) is retried in place,

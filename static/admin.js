@@ -70,6 +70,7 @@
         if (!seen.has(id) && !r.live) rows.delete(id);
         else if (!seen.has(id)) r.live = false;
       });
+      renderNodes(p.nodes || []);
       $('#presence-updated').text('updated ' + formatSince(new Date().toISOString()));
       showError('');
       renderRows();
@@ -94,6 +95,19 @@
     });
     $('#online-count').text('(' + list.length + ')');
     $('#online-empty').prop('hidden', list.length > 0);
+  }
+
+  // The live nodes of the cluster (one when embedded), as their leases last told.
+  function renderNodes(nodes) {
+    var $body = $('#node-rows').empty();
+    nodes.forEach(function (n) {
+      var $tr = $('<tr>');
+      $('<td>').text(String(n.id)).appendTo($tr);
+      $('<td>', { class: 'num' }).text(formatNumber(n.connections)).appendTo($tr);
+      $('<td>', { class: 'since' }).text(formatSince(n.started_at)).appendTo($tr);
+      $body.append($tr);
+    });
+    $('#node-count').text('(' + nodes.length + ')');
   }
 
   function memberJoined(m) {

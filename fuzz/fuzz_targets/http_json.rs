@@ -98,6 +98,7 @@ fn settings(database_url: String) -> Settings {
         // Beside the fixture's SQLite file, in its temporary folder.
         attachments_dir: None,
         max_attachment_bytes: 10 * 1024 * 1024,
+        presence_max_members: chatbox::config::DEFAULT_PRESENCE_MAX_MEMBERS,
     }
 }
 

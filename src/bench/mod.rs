@@ -10,6 +10,7 @@ mod fanout;
 mod fanout_all;
 mod idle;
 mod longpoll;
+mod presence;
 mod stats;
 
 use clap::{Args, Subcommand};
@@ -31,6 +32,9 @@ pub enum Workload {
     Fanout(fanout::FanoutArgs),
     /// Messages to "All" with N users online: deliveries per second and latency.
     FanoutAll(fanout_all::FanoutArgs),
+    /// N users join `presence-online` at a given rate: time until every member list is complete,
+    /// frames delivered, server memory per connection.
+    Presence(presence::PresenceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +58,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Workload::Longpoll(a) => longpoll::run(a).await?,
         Workload::Fanout(a) => fanout::run(a).await?,
         Workload::FanoutAll(a) => fanout_all::run(a).await?,
+        Workload::Presence(a) => presence::run(a).await?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json)?);

@@ -16,6 +16,10 @@ use crate::ws::hub::Hub;
 /// node is not subscribed must then be read back from the store.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+/// Longest a publish waits for Redis: the client's default (500 ms) lost presence announcements
+/// on a loaded machine (three nodes and the load tool on two cores), though Redis was up.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct RedisBus {
     conn: ConnectionManager,
@@ -32,7 +36,11 @@ impl RedisBus {
     /// Redis cannot be reached.
     pub async fn connect(client: &redis::Client, prefix: &str) -> redis::RedisResult<Self> {
         Ok(Self {
-            conn: ConnectionManager::new(client.clone()).await?,
+            conn: ConnectionManager::new_with_config(
+                client.clone(),
+                redis::aio::ConnectionManagerConfig::new().set_response_timeout(Some(PUBLISH_TIMEOUT)),
+            )
+            .await?,
             channel: channel_name(prefix).into(),
         })
     }

@@ -3,6 +3,7 @@
 
 mod account;
 pub mod channel;
+pub mod chat_features;
 mod file;
 mod ids;
 mod message;
@@ -39,4 +40,12 @@ pub fn rfc3339_string(t: &chrono::DateTime<chrono::Utc>) -> String {
 /// Serialises a timestamp with [`rfc3339_string`].
 pub fn rfc3339<S: serde::Serializer>(t: &chrono::DateTime<chrono::Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&rfc3339_string(t))
+}
+
+/// Serialises an optional timestamp with [`rfc3339_string`] (for fields skipped when `None`).
+pub fn rfc3339_opt<S: serde::Serializer>(t: &Option<chrono::DateTime<chrono::Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => rfc3339(t, s),
+        None => s.serialize_none(),
+    }
 }

@@ -65,6 +65,7 @@ mod tests {
             owner_id: owner.map(UserId),
             member_ids: vec![UserId(1), UserId(2), UserId(3)],
             is_all,
+            questions: false,
             created_at: chrono::Utc::now(),
             picture_url: String::new(),
         }

@@ -53,15 +53,18 @@ async fn page(caller: Option<CurrentUser>) -> Response {
     (refusal.0, Html(body)).into_response()
 }
 
-/// `GET /api/admin/presence` → `{online: [{user_id, name, connections, since}], count}`.
-#[utoipa::path(get, path = "/api/admin/presence", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "{online, count}"), (status = 401, description = "not signed in"), (status = 403, description = "not an admin")))]
+/// `GET /api/admin/presence` → `{online: [{user_id, name, connections, since}], count, nodes}`:
+/// the whole cluster's view (connections summed over the nodes; `nodes` the live ones).
+#[utoipa::path(get, path = "/api/admin/presence", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "{online, count, nodes}"), (status = 401, description = "not signed in"), (status = 403, description = "not an admin"), (status = 503, description = "presence (Redis) unavailable")))]
 async fn presence(State(state): State<AppState>, caller: Option<CurrentUser>) -> Result<Json<Value>, ApiError> {
     admin(caller)?;
     let channel = ChannelName::parse(ONLINE).expect("a valid channel name");
+    let nodes = state.ws.presence.nodes().await?;
     let mut online: Vec<Value> = state
         .ws
-        .hub
-        .presence(&channel)
+        .presence
+        .members(&channel)
+        .await?
         .into_iter()
         .map(|p| {
             json!({
@@ -74,7 +77,7 @@ async fn presence(State(state): State<AppState>, caller: Option<CurrentUser>) ->
         .collect();
     online.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     let count = online.len();
-    Ok(Json(json!({ "online": online, "count": count })))
+    Ok(Json(json!({ "online": online, "count": count, "nodes": nodes })))
 }
 
 /// `GET /api/admin/stats` → `{connections, messages_per_second, queue_depth, uptime_seconds, long_polls,

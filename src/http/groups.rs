@@ -136,10 +136,15 @@ async fn show(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RenameBody {
-    name: String,
+    #[serde(default)]
+    name: Option<String>,
+    /// Let members ask anonymously (`POST …/messages {anonymous: true}`).
+    #[serde(default)]
+    questions: Option<bool>,
 }
 
-/// `PATCH /api/groups/{id} {name}` → `{group}` (owner only).
+/// `PATCH /api/groups/{id} {name?, questions?}` → `{group}` (owner only; never "All"): renames
+/// the group and/or turns anonymous questions on or off.
 #[utoipa::path(patch, path = "/api/groups/{id}", tag = "groups", security(("bearer" = [])), params(("id" = i64, Path)), request_body = RenameBody, responses((status = 200, description = "{group}"), (status = 403, description = "not the owner"), (status = 404, description = "no such group"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn rename(
     State(state): State<AppState>,
@@ -149,9 +154,18 @@ async fn rename(
 ) -> Result<Json<Value>, ApiError> {
     let mut group = member_group(&state, &caller, &id).await?;
     rules::may_manage(&group, caller.id()).map_err(refused)?;
-    let name = GroupName::parse(&body.name)?;
-    state.store.rename_group(group.id, &name).await?;
-    group.name = name.as_str().to_owned();
+    if body.name.is_none() && body.questions.is_none() {
+        return Err(Invalid::new("nothing_to_change", "give name and/or questions").into());
+    }
+    let name = body.name.as_deref().map(GroupName::parse).transpose()?;
+    if let Some(name) = &name {
+        state.store.rename_group(group.id, name).await?;
+        group.name = name.as_str().to_owned();
+    }
+    if let Some(on) = body.questions {
+        state.store.set_questions(group.id, on).await?;
+        group.questions = on;
+    }
     state
         .announce(Job::event_for(
             group.member_ids.clone(),

@@ -14,11 +14,12 @@ use serde_json::json;
 
 use super::extract::{CurrentUser, Json, path_id};
 use crate::{
-    domain::{ClientId, Invalid, MessageBody, MessageId, UserId},
+    domain::{ClientId, GroupId, Invalid, MessageBody, MessageId, UserId, chat_features},
     error::ApiError,
     queue::Job,
     state::AppState,
-    store::{Conversation, Destination, Inserted, Message, Page, Sender, Stream, conversation_key},
+    store::{Conversation, Destination, Extras, Inserted, Message, Page, Sender, Stream},
+    worker::MESSAGES_READ,
 };
 
 pub fn router() -> Router<AppState> {
@@ -76,9 +77,15 @@ async fn user_history(
 ) -> Result<Json<Page>, ApiError> {
     let (before, limit) = q.parse()?;
     let other = other_user(&state, &caller, &id).await?;
-    Ok(Json(
-        state.store.history_between(caller.id(), other, before, limit).await?,
-    ))
+    let mut page = state.store.history_between(caller.id(), other, before, limit).await?;
+    if other != caller.id() {
+        let marks = state
+            .store
+            .read_marks_of_others(caller.id(), Conversation::User(other))
+            .await?;
+        page.read_marks = (!marks.is_empty()).then_some(marks);
+    }
+    Ok(Json(page))
 }
 
 /// `GET /api/groups/{id}/messages?before=&limit=`: members read the whole history, also what was
@@ -92,7 +99,15 @@ async fn group_history(
 ) -> Result<Json<Page>, ApiError> {
     let (before, limit) = q.parse()?;
     let group = super::groups::member_of(&state, &caller, &id).await?;
-    Ok(Json(state.store.group_history(group, before, limit).await?))
+    let mut page = state.store.group_history(group, before, limit).await?;
+    if shares_read_marks(&state, group).await? {
+        let marks = state
+            .store
+            .read_marks_of_others(caller.id(), Conversation::Group(group))
+            .await?;
+        page.read_marks = (!marks.is_empty()).then_some(marks);
+    }
+    Ok(Json(page))
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -102,7 +117,8 @@ struct ReadBody {
 }
 
 /// `POST /api/users/{id}/read {message_id?}` → 204: the conversation is read up to that message
-/// (default: its newest).
+/// (default: its newest; clamped to the newest message of the conversation at or below it). A
+/// mark that moves forward is announced to the partner as `App\Events\MessagesRead`.
 #[utoipa::path(post, path = "/api/users/{id}/read", tag = "messages", security(("bearer" = [])), params(("id" = i64, Path)), request_body(content = Option<ReadBody>, description = "optional"), responses((status = 204, description = "marked read"), (status = 404, description = "no such user"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn read_user(
     State(state): State<AppState>,
@@ -114,7 +130,8 @@ async fn read_user(
     mark_read(&state, &caller, Conversation::User(other), body).await
 }
 
-/// `POST /api/groups/{id}/read {message_id?}` → 204.
+/// `POST /api/groups/{id}/read {message_id?}` → 204; a mark that moves forward is announced to the
+/// other members as `App\Events\MessagesRead`, except in "All" and in groups with questions on.
 #[utoipa::path(post, path = "/api/groups/{id}/read", tag = "messages", security(("bearer" = [])), params(("id" = i64, Path)), request_body(content = Option<ReadBody>, description = "optional"), responses((status = 204, description = "marked read"), (status = 403, description = "not a member"), (status = 404, description = "no such group"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn read_group(
     State(state): State<AppState>,
@@ -139,18 +156,64 @@ async fn mark_read(
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?
     };
     let upto = match body.message_id {
-        Some(id) => id,
+        Some(id) => state.store.newest_up_to(caller.id(), conversation, id).await?,
         None => state
             .store
             .last_message(caller.id(), conversation)
             .await?
             .map_or(0, |m| m.id.0),
     };
-    state
-        .store
-        .mark_read(caller.id(), &conversation_key(conversation), upto)
-        .await?;
+    if state.store.advance_read_mark(caller.id(), conversation, upto).await? {
+        announce_read(state, caller.id(), conversation, upto).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether a group's members see each other's read marks ("seen by"): not in "All" (every user is
+/// in it: the marks would be the whole user list, and every read an event to everyone online), and
+/// not where anonymous questions are on (the moment a mark reaches a question could tell who asked
+/// it).
+async fn shares_read_marks(state: &AppState, group: GroupId) -> Result<bool, ApiError> {
+    if group == GroupId::ALL {
+        return Ok(false);
+    }
+    Ok(state.store.group(group).await?.is_some_and(|g| !g.questions))
+}
+
+/// Tells the other participants that `reader` read `conversation` up to `upto`: the partner on
+/// its individual channel, the other members on their group channels. Not for "All": every
+/// online user would get an event for every read of anyone.
+async fn announce_read(
+    state: &AppState,
+    reader: UserId,
+    conversation: Conversation,
+    upto: i64,
+) -> Result<(), ApiError> {
+    let job = match conversation {
+        Conversation::User(other) if other == reader => None,
+        Conversation::User(other) => Job::individual_event(
+            vec![other],
+            MESSAGES_READ,
+            json!({ "reader_id": reader, "up_to": upto, "user_id": other }),
+        ),
+        Conversation::Group(group) if !shares_read_marks(state, group).await? => None,
+        Conversation::Group(group) => {
+            let others: Vec<UserId> = state
+                .store
+                .member_ids(group)
+                .await?
+                .into_iter()
+                .filter(|m| *m != reader)
+                .collect();
+            Job::event_for(
+                others,
+                MESSAGES_READ,
+                json!({ "reader_id": reader, "up_to": upto, "group_id": group }),
+            )
+        }
+    };
+    state.announce(job).await;
+    Ok(())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -193,6 +256,9 @@ struct SendBody {
     /// Ids of the sender's own uploads (`POST /api/attachments`) to send with it; at most 10.
     #[serde(default)]
     attachment_ids: Vec<String>,
+    /// Groups with questions on only: ask without being named (`sender: null`, a pseudonym).
+    #[serde(default)]
+    anonymous: bool,
 }
 
 /// `POST /api/users/{id}/messages` → 201 `{message}` (200 for a retry with a known `client_id`).
@@ -207,10 +273,20 @@ async fn send_to_user(
     if recipient == caller.id() {
         return Err(Invalid::new("cannot_message_self", "a message needs another user as recipient").into());
     }
-    send(&state, &caller, Destination::User(recipient), body).await
+    if body.anonymous {
+        return Err(super::questions::questions_off());
+    }
+    let (text, attachments) = text_and_attachments(&body)?;
+    let extras = Extras {
+        attachments,
+        ..Extras::default()
+    };
+    send(&state, &caller, Destination::User(recipient), text, body, extras).await
 }
 
-/// `POST /api/groups/{id}/messages` → 201 `{message}`; 403 for non-members.
+/// `POST /api/groups/{id}/messages` → 201 `{message}`; 403 for non-members. `@name`s of members
+/// become mentions. With `anonymous: true`: 422 `questions_off` unless the owner turned questions
+/// on, 403 `muted` for an asker the owner muted.
 #[utoipa::path(post, path = "/api/groups/{id}/messages", tag = "messages", security(("bearer" = [])), params(("id" = i64, Path)), request_body = SendBody, responses((status = 201, description = "{message}"), (status = 403, description = "not a member"), (status = 404, description = "no such group"), (status = 401, description = "not signed in"), (status = 422, description = "invalid input")))]
 async fn send_to_group(
     State(state): State<AppState>,
@@ -219,20 +295,41 @@ async fn send_to_group(
     Json(body): Json<SendBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let group = super::groups::member_of(&state, &caller, &id).await?;
-    send(&state, &caller, Destination::Group(group), body).await
+    let (text, attachments) = text_and_attachments(&body)?;
+    let pseudonym = if body.anonymous {
+        Some(super::questions::asker_pseudonym(&state, group, caller.id()).await?)
+    } else {
+        None
+    };
+    let candidates = chat_features::mention_candidates(text.as_str());
+    let skip = pseudonym.is_none().then(|| caller.id());
+    let mentions = state.store.members_named(group, &candidates, skip).await?;
+    let extras = Extras {
+        pseudonym,
+        mentions,
+        attachments,
+    };
+    send(&state, &caller, Destination::Group(group), text, body, extras).await
+}
+
+/// The body and the uploads sent with it: a message may be empty only when it carries files.
+fn text_and_attachments(body: &SendBody) -> Result<(MessageBody, Vec<crate::domain::FileId>), ApiError> {
+    let attachments = super::attachments::parse_ids(&body.attachment_ids)?;
+    let text = match MessageBody::parse(&body.body) {
+        Err(_) if !attachments.is_empty() && body.body.trim().is_empty() => MessageBody::empty(),
+        parsed => parsed?,
+    };
+    Ok((text, attachments))
 }
 
 async fn send(
     state: &AppState,
     caller: &CurrentUser,
     to: Destination,
+    text: MessageBody,
     body: SendBody,
+    extras: Extras,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let attachments = super::attachments::parse_ids(&body.attachment_ids)?;
-    let text = match MessageBody::parse(&body.body) {
-        Err(_) if !attachments.is_empty() && body.body.trim().is_empty() => MessageBody::empty(),
-        parsed => parsed?,
-    };
     let client_id = body.client_id.as_deref().map(ClientId::parse).transpose()?;
     let sender = Sender {
         id: caller.id(),
@@ -241,7 +338,7 @@ async fn send(
     let job = |m: &Message| Job::Message { message: m.clone() }.to_json();
     match state
         .store
-        .insert_message(&sender, to, &text, client_id.as_ref(), &attachments, job)
+        .insert_message(&sender, to, &text, client_id.as_ref(), extras, job)
         .await
     {
         Ok(Inserted::New {

@@ -11,6 +11,7 @@ pub mod conversations;
 pub mod extract;
 pub mod groups;
 pub mod imaging;
+pub mod message_changes;
 pub mod messages;
 pub mod notifications;
 pub mod oidc;
@@ -20,6 +21,7 @@ pub mod passwords;
 pub mod people;
 pub mod pictures;
 pub mod pusher_api;
+pub mod questions;
 pub mod serve;
 pub mod static_files;
 pub mod typing;
@@ -54,6 +56,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(accounts::router())
         .merge(messages::router())
+        .merge(message_changes::router())
+        .merge(questions::router())
         .merge(groups::router())
         .merge(broadcasting_auth::router())
         .merge(people::router())

@@ -4,8 +4,8 @@
 //!
 //! Notifications are derived from what is stored: messages to the user (`new_private_message`),
 //! messages in its groups by others (`new_group_message`), and rows written with group changes
-//! (`group_created`, `added_to_group`). One message to "All" is one row, not one per user. The
-//! cursor is opaque (`{messageId}.{rowId}`); without `after`, the server continues from what the
+//! (`group_created`, `added_to_group`, and `mention` with the message that named the user). One
+//! message to "All" is one row, not one per user. The cursor is opaque (`{messageId}.{rowId}`); without `after`, the server continues from what the
 //! user last fetched, so notifications wait in the store until fetched. A waiting poll holds no
 //! thread and no database connection: only a wake-up handle in the hub, and one user holds at most
 //! [`MAX_POLLS_PER_USER`] of them on a node. Only broadcasts that make a notification wake polls.
@@ -152,12 +152,16 @@ async fn fetch(state: &AppState, me: UserId, from: Position) -> Result<(Vec<Valu
     for m in &messages {
         end.message = end.message.max(m.id.0);
         let created = crate::domain::rfc3339_string(&m.created_at);
-        let item = match m.group_id {
+        let mut item = match m.group_id {
             None => json!({ "id": format!("m{}", m.id), "type": "new_private_message", "from": m.sender,
                             "message_id": m.id, "created_at": created }),
             Some(g) => json!({ "id": format!("m{}", m.id), "type": "new_group_message", "from": m.sender,
                                "group": { "id": g, "name": names.get(&g) }, "message_id": m.id, "created_at": created }),
         };
+        // An anonymous question: `from` is null (the store never read the sender).
+        if let Some(p) = &m.pseudonym {
+            item["pseudonym"] = json!(p);
+        }
         items.push((m.created_at, item));
     }
     for e in events {

@@ -7,14 +7,20 @@ use utoipa::{
 };
 
 use super::{
-    accounts, admin, attachments, broadcasting_auth, conversations, groups, messages, notifications, oidc, people,
-    pictures, pusher_api, typing,
+    accounts, admin, attachments, broadcasting_auth, conversations, groups, message_changes, messages, notifications,
+    oidc, people, pictures, pusher_api, questions, typing,
 };
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "chatbox", description = "Real-time chat and Pusher-protocol broadcast server: the REST API. \
-        Errors are {\"error\": {\"code\", \"message\"}}. Authenticate with the session cookie from login, or a bearer token."),
+        Errors are {\"error\": {\"code\", \"message\"}}. Authenticate with the session cookie from login, or a bearer token. \
+        Live events on private-individual.message.{userId}: App\\Events\\IndividualMessage {message}, Typing, \
+        MessagesRead {reader_id, up_to, user_id}, MessageUpdated {message}, MessageDeleted {message_id, user_id}; \
+        on private-group.message.{userId}: GroupMessage {message}, AddedToGroup, RemovedFromGroup, GroupUpdated, \
+        UserRegistered, Typing, MessagesRead {reader_id, up_to, group_id}, MessageUpdated {message}, \
+        MessageDeleted {message_id, group_id}, Mentioned {from, pseudonym?, group, message_id}. \
+        An anonymous question has sender: null and a pseudonym everywhere."),
     paths(
         accounts::register, accounts::login, accounts::logout, accounts::logout_everywhere, accounts::me,
         oidc::login, oidc::callback,
@@ -22,11 +28,13 @@ use super::{
         messages::read_user, messages::read_group, messages::acknowledge,
         attachments::upload, attachments::download, attachments::thumbnail,
         pictures::set_avatar, pictures::clear_avatar, pictures::avatar, pictures::group_picture,
+        message_changes::edit, message_changes::remove,
         typing::typing,
         conversations::list,
         groups::create, groups::list, groups::show, groups::rename, groups::remove_group,
         groups::add_member, groups::remove_member,
-        people::list, people::show, people::search, people::friends, people::add_friend, people::remove_friend,
+        questions::mute, questions::unmute, questions::list_muted,
+        people::list, people::show, people::search, people::friends, people::add_friend, people::remove_friend, people::members,
         notifications::poll,
         broadcasting_auth::authorize,
         admin::presence, admin::stats,

@@ -33,17 +33,19 @@ pub fn router() -> Router<AppState> {
         .route("/api/search", get(search))
         .route("/api/friends", get(friends).post(add_friend))
         .route("/api/friends/{id}", delete(remove_friend))
+        .route("/api/presence/members", get(members))
 }
 
-/// Users on `presence-online` on this node.
-pub fn online(state: &AppState) -> HashSet<UserId> {
+/// Users on `presence-online`, on any node (this node's own view while Redis is unavailable).
+pub async fn online(state: &AppState) -> HashSet<UserId> {
     let channel = ChannelName::parse(ONLINE).expect("a valid channel name");
     state
         .ws
-        .hub
-        .presence(&channel)
+        .presence
+        .user_ids(&channel)
+        .await
         .iter()
-        .filter_map(|p| p.user_id.parse().ok())
+        .filter_map(|id| id.parse().ok())
         .collect()
 }
 
@@ -61,7 +63,7 @@ fn people_json(people: &[Person], online: &HashSet<UserId>) -> Vec<Value> {
 #[utoipa::path(get, path = "/api/users", tag = "people", security(("bearer" = [])), responses((status = 200, description = "{users: [{id, name, online}]}"), (status = 401, description = "not signed in")))]
 async fn list(State(state): State<AppState>, _caller: CurrentUser) -> Result<Json<Value>, ApiError> {
     let people = state.store.people().await?;
-    Ok(Json(json!({ "users": people_json(&people, &online(&state)) })))
+    Ok(Json(json!({ "users": people_json(&people, &online(&state).await) })))
 }
 
 /// `GET /api/users/{id}` → `{user}` (e-mail only for the user itself and admins).
@@ -77,6 +79,38 @@ async fn show(
         .await?
         .ok_or(ApiError::NotFound("user"))?;
     Ok(Json(json!({ "user": UserView::of(&user, Some(&caller.user)) })))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PageQuery {
+    /// The `cursor` of the previous page; absent for the first.
+    cursor: Option<String>,
+    /// Members per page, 1 to 1,000 (default 500).
+    limit: Option<usize>,
+}
+
+/// `GET /api/presence/members?cursor=&limit=` → `{members: [{user_id, user_info}], cursor}`:
+/// `presence-online`'s members page by page (for channels past `PRESENCE_MAX_MEMBERS`, whose
+/// `subscription_succeeded` carries the count only). `cursor` is `null` after the last page; a
+/// member present throughout the walk appears in it at least once.
+#[utoipa::path(get, path = "/api/presence/members", tag = "people", security(("bearer" = [])), params(PageQuery), responses((status = 200, description = "{members, cursor}"), (status = 401, description = "not signed in"), (status = 503, description = "presence (Redis) unavailable")))]
+async fn members(
+    State(state): State<AppState>,
+    _caller: CurrentUser,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let channel = ChannelName::parse(ONLINE).expect("a valid channel name");
+    let limit = q.limit.unwrap_or(500);
+    if !(1..=crate::presence::MAX_PAGE).contains(&limit) {
+        return Err(Invalid::new("invalid_limit", "limit must be 1 to 1000").into());
+    }
+    let (page, cursor) = state.ws.presence.page(&channel, q.cursor.as_deref(), limit).await?;
+    let members: Vec<Value> = page
+        .into_iter()
+        .map(|(user_id, user_info)| json!({ "user_id": user_id, "user_info": user_info }))
+        .collect();
+    Ok(Json(json!({ "members": members, "cursor": cursor })))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -107,7 +141,10 @@ async fn search(
         Some(_) => return Err(Invalid::new("invalid_type", "type must be user or group").into()),
     };
     let users = if users {
-        people_json(&state.store.search_people(prefix, SEARCH_LIMIT).await?, &online(&state))
+        people_json(
+            &state.store.search_people(prefix, SEARCH_LIMIT).await?,
+            &online(&state).await,
+        )
     } else {
         Vec::new()
     };
@@ -129,7 +166,7 @@ async fn search(
 #[utoipa::path(get, path = "/api/friends", tag = "people", security(("bearer" = [])), responses((status = 200, description = "{friends}"), (status = 401, description = "not signed in")))]
 async fn friends(State(state): State<AppState>, caller: CurrentUser) -> Result<Json<Value>, ApiError> {
     let friends = state.store.friends(caller.id()).await?;
-    Ok(Json(json!({ "friends": people_json(&friends, &online(&state)) })))
+    Ok(Json(json!({ "friends": people_json(&friends, &online(&state).await) })))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -53,28 +53,19 @@ pub fn subscription_succeeded(channel: &str, presence: Option<&[(String, Value)]
     frame("pusher_internal:subscription_succeeded", Some(channel), &data)
 }
 
+/// A presence `subscription_succeeded` over the member limit: the true `count`, and only the
+/// subscriber itself in `ids`/`hash` (pusher-js finds `me` there; the rest are paged over HTTP).
+pub fn subscription_counted(channel: &str, me: &str, info: &Value, count: usize) -> String {
+    let data = json!({ "presence": { "ids": [me], "hash": { me: info }, "count": count } });
+    frame("pusher_internal:subscription_succeeded", Some(channel), &data)
+}
+
 /// Carries `channel` so pusher-js routes it to the channel and laravel-echo's `.error()` fires.
 pub fn subscription_error(channel: &str, status: u16, message: &str) -> String {
     frame(
         "pusher:subscription_error",
         Some(channel),
         &json!({ "type": "AuthError", "error": message, "status": status }),
-    )
-}
-
-pub fn member_added(channel: &str, user_id: &str, user_info: &Value) -> String {
-    frame(
-        "pusher_internal:member_added",
-        Some(channel),
-        &json!({ "user_id": user_id, "user_info": user_info }),
-    )
-}
-
-pub fn member_removed(channel: &str, user_id: &str) -> String {
-    frame(
-        "pusher_internal:member_removed",
-        Some(channel),
-        &json!({ "user_id": user_id }),
     )
 }
 
@@ -145,5 +136,20 @@ mod tests {
         assert_eq!(data["presence"]["ids"], json!(["1"]));
         assert_eq!(data["presence"]["hash"]["1"]["name"], "a");
         assert_eq!(data["presence"]["count"], 1);
+    }
+
+    #[test]
+    fn counted_success_lists_only_me_with_the_true_count() {
+        let v: Value = serde_json::from_str(&subscription_counted(
+            "presence-online",
+            "7",
+            &json!({"name": "g"}),
+            5000,
+        ))
+        .unwrap();
+        let data: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["presence"]["ids"], json!(["7"]));
+        assert_eq!(data["presence"]["hash"]["7"]["name"], "g");
+        assert_eq!(data["presence"]["count"], 5000);
     }
 }

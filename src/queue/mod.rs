@@ -24,8 +24,9 @@ use crate::{domain::UserId, store::Message};
 pub enum Job {
     /// Announce a stored message to its recipient or to every member of its group.
     Message { message: Message },
-    /// Send `event` with `data` on the group channels (`private-group.message.{id}`) of an
-    /// audience: membership changes, new users.
+    /// Send `event` with `data` to an audience: on their group channels
+    /// (`private-group.message.{id}`: membership changes, new users, group messages changed or
+    /// read) or their individual channels (one-to-one messages changed or read).
     Event {
         to: Audience,
         event: String,
@@ -37,8 +38,12 @@ pub enum Job {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Audience {
+    /// On these users' group channels.
     Users { users: Vec<UserId> },
+    /// On every user's group channel ("All").
     Everyone,
+    /// On these users' individual channels (`private-individual.message.{id}`).
+    Individuals { users: Vec<UserId> },
 }
 
 impl Job {
@@ -46,6 +51,15 @@ impl Job {
     pub fn event_for(users: Vec<UserId>, event: &str, data: serde_json::Value) -> Option<Self> {
         (!users.is_empty()).then(|| Self::Event {
             to: Audience::Users { users },
+            event: event.to_owned(),
+            data,
+        })
+    }
+
+    /// An event on some users' individual channels; `None` when there is nobody to tell.
+    pub fn individual_event(users: Vec<UserId>, event: &str, data: serde_json::Value) -> Option<Self> {
+        (!users.is_empty()).then(|| Self::Event {
+            to: Audience::Individuals { users },
             event: event.to_owned(),
             data,
         })

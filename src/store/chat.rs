@@ -32,6 +32,11 @@ pub fn conversation_key(c: Conversation) -> String {
 pub struct Page {
     pub messages: Vec<Message>,
     pub has_more: bool,
+    /// How far the other participants have read (for "seen"): the partner of a one-to-one
+    /// conversation, the other members of a group; absent for "All" (see README, "Seen") and when
+    /// there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_marks: Option<Vec<super::ReadMark>>,
 }
 
 /// Which of a user's two private channels a backlog is for.
@@ -125,6 +130,7 @@ impl Store {
         });
         let mut page = page(rows, limit);
         self.fill_attachments(&mut page.messages).await?;
+        self.attach_mentions(&mut page.messages).await?;
         Ok(page)
     }
 
@@ -158,6 +164,9 @@ impl Store {
         });
         let mut messages: Vec<Message> = rows.into_iter().map(Message::from).collect();
         self.fill_attachments(&mut messages).await?;
+        if stream == Stream::Group {
+            self.attach_mentions(&mut messages).await?;
+        }
         Ok(messages)
     }
 
@@ -390,6 +399,7 @@ fn page(mut rows: Vec<MessageRow>, limit: u32) -> Page {
     Page {
         messages: rows.into_iter().map(Message::from).collect(),
         has_more,
+        read_marks: None,
     }
 }
 

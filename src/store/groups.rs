@@ -46,6 +46,8 @@ pub struct Group {
     pub owner_id: Option<UserId>,
     pub member_ids: Vec<UserId>,
     pub is_all: bool,
+    /// Whether members may ask anonymously (set by the owner; never in "All").
+    pub questions: bool,
     #[serde(serialize_with = "crate::domain::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// The group's picture, made of members' avatars (`GET` answers an SVG).
@@ -63,6 +65,7 @@ struct GroupRow {
     name: String,
     owner_id: Option<UserId>,
     is_all: bool,
+    questions: bool,
     created_at: DateTime<Utc>,
 }
 
@@ -100,6 +103,7 @@ impl Store {
             owner_id: Some(owner),
             member_ids,
             is_all: false,
+            questions: false,
             created_at,
             picture_url: picture_url(GroupId(id)),
         })
@@ -111,7 +115,7 @@ impl Store {
     /// Database errors.
     pub async fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
         let row: Option<GroupRow> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT id, name, owner_id, is_all, created_at FROM chat_groups WHERE id = ?")
+            sqlx::query_as("SELECT id, name, owner_id, is_all, questions, created_at FROM chat_groups WHERE id = ?")
                 .bind(id)
                 .fetch_optional(pool)
                 .await?
@@ -124,6 +128,7 @@ impl Store {
             owner_id: row.owner_id,
             member_ids,
             is_all: row.is_all,
+            questions: row.questions,
             created_at: row.created_at,
             picture_url: picture_url(row.id),
         }))
@@ -164,7 +169,7 @@ impl Store {
     pub async fn groups_of(&self, member: UserId) -> Result<Vec<Group>, StoreError> {
         let (rows, members): (Vec<GroupRow>, Vec<(GroupId, UserId)>) = on_pool!(self, pool => {
             let rows = sqlx::query_as(
-                "SELECT g.id, g.name, g.owner_id, g.is_all, g.created_at FROM chat_groups g \
+                "SELECT g.id, g.name, g.owner_id, g.is_all, g.questions, g.created_at FROM chat_groups g \
                  JOIN group_members gm ON gm.group_id = g.id AND gm.user_id = ? ORDER BY g.is_all DESC, g.name, g.id",
             )
             .bind(member)
@@ -192,6 +197,7 @@ impl Store {
                 name: r.name,
                 owner_id: r.owner_id,
                 is_all: r.is_all,
+                questions: r.questions,
                 created_at: r.created_at,
             })
             .collect())

@@ -9,12 +9,14 @@
 mod accounts;
 pub(crate) mod attachments;
 mod chat;
+mod chat_features;
 mod cursors;
 mod groups;
 mod messages;
 mod mysql;
 mod oidc;
 mod pictures;
+mod questions;
 mod sessions;
 mod sqlite;
 
@@ -29,9 +31,10 @@ use crate::{
 pub use accounts::{AccountRef, User};
 pub use attachments::{Attachment, NewAttachment, PENDING_TTL, Readable};
 pub use chat::{Conversation, EventRow, Page, Person, Stream, conversation_key};
+pub use chat_features::{Authored, Changed, ReadMark};
 pub use cursors::Cursor;
 pub use groups::Group;
-pub use messages::{Destination, Inserted, Message, Sender};
+pub use messages::{Destination, Extras, Inserted, Mention, Message, Sender};
 pub use oidc::PendingLogin;
 pub use pictures::{GROUP_PICTURE_TILES, PictureMember, avatar_url};
 pub use sessions::SESSION_USER_KEY;

@@ -17,12 +17,14 @@ use super::{
     session::Session,
 };
 use crate::{
-    bus::{Broadcast, Target},
+    broadcast::{
+        Broadcast, Target,
+        events::{GROUP_EVENT, INDIVIDUAL_EVENT},
+    },
     domain::{ChannelKind, ChannelName, MessageId, UserChannel},
     limits,
     protocol::{ClientFrame, MAX_CLIENT_EVENT_DATA, ProtocolError, SocketId, auth, decode, frames},
     store::{Cursor, Stream},
-    worker::{GROUP_EVENT, INDIVIDUAL_EVENT},
 };
 
 /// Frames queued for one socket before it counts as too slow and is evicted with 4100.
@@ -94,7 +96,7 @@ pub async fn serve(socket: WebSocket, ctx: WsContext, ip: std::net::IpAddr) {
     };
     tracing::debug!(socket = %conn.id, "connected");
     let ending = conn.run(&reader).await;
-    conn.leave_all();
+    conn.leave_all().await;
     conn.ctx.hub.disconnected(ip);
     if let Some(e) = ending {
         if e == ProtocolError::SlowClient {
@@ -203,6 +205,21 @@ impl Connection {
                         batched += 1;
                     }
                 }
+                Outgoing::Members { channel, frames } => {
+                    let (Some(&seen), Some(Some(me))) = (
+                        self.session.member_lists.get(&channel),
+                        self.session.subscriptions.get(&channel),
+                    ) else {
+                        continue;
+                    };
+                    let me = me.clone();
+                    for change in frames.iter() {
+                        if change.version > seen && *change.user != *me {
+                            self.feed(change.frame.clone()).await?;
+                            batched += 1;
+                        }
+                    }
+                }
                 Outgoing::Close(e) => {
                     self.closing = Some(e);
                     return Err(());
@@ -261,7 +278,7 @@ impl Connection {
                 if let Ok(name) = ChannelName::parse(&channel)
                     && let Some(user) = self.session.subscriptions.remove(&name)
                 {
-                    self.ctx.hub.unsubscribe(&name, self.id, user.as_deref());
+                    self.leave(name, user).await;
                 }
                 Ok(())
             }
@@ -277,19 +294,16 @@ impl Connection {
         if let Some(refusal) = self.refusal(&channel, signature, channel_data) {
             return self.write(frames::subscription_error(raw, refusal.0, refusal.1)).await;
         }
-        if self.session.subscriptions.contains_key(&channel) {
+        if let Some(present) = self.session.subscriptions.get(&channel) {
             // Already subscribed: confirm again, with the current members for presence.
-            let members = (channel.kind() == ChannelKind::Presence).then(|| {
-                self.ctx
-                    .hub
-                    .presence(&channel)
-                    .into_iter()
-                    .map(|p| (p.user_id, p.info))
-                    .collect::<Vec<_>>()
-            });
-            return self
-                .write(frames::subscription_succeeded(raw, members.as_deref()))
-                .await;
+            let Some(user) = present.clone() else {
+                return self.write(frames::subscription_succeeded(raw, None)).await;
+            };
+            let info = channel_data
+                .and_then(presence_member)
+                .map(|(_, i)| i)
+                .unwrap_or_default();
+            return self.send_members(channel, &user, &info, 0).await;
         }
         if channel.kind() == ChannelKind::Presence {
             let Some((user, info)) = channel_data.and_then(presence_member) else {
@@ -297,9 +311,12 @@ impl Connection {
                 return self.write(frames::subscription_error(raw, 400, why)).await;
             };
             self.session.identity.get_or_insert_with(|| user.clone());
-            let members = self.ctx.hub.join_presence(&channel, self.id, &self.outbox, &user, info);
-            self.session.subscriptions.insert(channel, Some(user));
-            return self.write(frames::subscription_succeeded(raw, Some(&members))).await;
+            // Listening first: member changes from now on queue in the outbox, and those the
+            // member list already holds are dropped by version when drained.
+            self.ctx.hub.subscribe_present(&channel, self.id, &self.outbox, &user);
+            self.session.subscriptions.insert(channel.clone(), Some(user.clone()));
+            let joined = self.ctx.presence.join(&channel, &user, &info).await;
+            return self.send_members(channel, &user, &info, joined).await;
         }
         let own = channel.user_channel();
         if let Some(uc) = own {
@@ -322,6 +339,24 @@ impl Connection {
         match own {
             Some(uc) => self.send_backlog(uc, 0).await,
             None => Ok(()),
+        }
+    }
+
+    /// Writes `subscription_succeeded` with the member list of `channel`, at least as current as
+    /// version `at_least`, and remembers its version.
+    async fn send_members(&mut self, channel: ChannelName, user: &str, info: &Value, at_least: u64) -> Result<(), ()> {
+        let members = self.ctx.presence.snapshot(&channel, at_least).await;
+        let frame = members.frame(&channel, user, info);
+        self.session.member_lists.insert(channel, members.version);
+        write(&mut self.socket, frame).await
+    }
+
+    /// Leaves `channel`; for a presence channel, counts this socket out of it.
+    async fn leave(&mut self, channel: ChannelName, user: Option<String>) {
+        self.ctx.hub.unsubscribe(&channel, self.id, user.as_deref());
+        self.session.member_lists.remove(&channel);
+        if let Some(user) = user {
+            self.ctx.presence.leave(&channel, &user).await;
         }
     }
 
@@ -454,9 +489,10 @@ impl Connection {
         Ok(())
     }
 
-    fn leave_all(&mut self) {
-        for (channel, user) in self.session.subscriptions.drain() {
-            self.ctx.hub.unsubscribe(&channel, self.id, user.as_deref());
+    async fn leave_all(&mut self) {
+        let subscriptions: Vec<_> = self.session.subscriptions.drain().collect();
+        for (channel, user) in subscriptions {
+            self.leave(channel, user).await;
         }
     }
 }

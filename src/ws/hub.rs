@@ -1,6 +1,11 @@
-//! The hub: which local sockets listen on which channel, and who is present on presence channels.
-//! It holds only each socket's [`Outbox`]; socket I/O and per-connection state live in the
-//! connection task. Delivery never blocks: a socket whose outbox is full is evicted (4100).
+//! The hub: which local sockets listen on which channel (and, to close them at sign-out, which
+//! sockets are present as which user). It holds only each socket's [`Outbox`]; socket I/O and
+//! per-connection state live in the connection task, who is present lives in
+//! [`crate::presence`]. Delivery never blocks: a socket whose outbox is full is evicted (4100).
+//!
+//! Presence member changes are coalesced: they wait here up to [`MEMBER_BATCH`] and then go to
+//! each subscriber of their channel as one shared batch, so a burst of joins costs each member one
+//! wake-up and one write, not one per join.
 
 use std::{
     collections::{HashMap, VecDeque, hash_map::Entry},
@@ -9,16 +14,16 @@ use std::{
 };
 
 use axum::extract::ws::Utf8Bytes;
-use chrono::{DateTime, Utc};
-use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::waiters::Waiters;
 use crate::{
-    bus::{Broadcast, Target},
+    broadcast::{
+        Broadcast, Target,
+        events::{ADDED_TO_GROUP, GROUP_EVENT, INDIVIDUAL_EVENT, MENTIONED},
+    },
     domain::{ChannelName, MessageId, UserChannel},
     protocol::{ProtocolError, SocketId, frames},
-    worker::{ADDED_TO_GROUP, GROUP_EVENT, INDIVIDUAL_EVENT},
 };
 
 /// What the hub queues for one socket.
@@ -33,9 +38,28 @@ pub enum Outgoing {
     /// Live events may have been missed (the bus was cut): re-read the socket's own channels from
     /// the store, from after this message id.
     CatchUp { after: i64 },
+    /// Member changes on a presence channel, shared by every subscriber of the channel here.
+    Members {
+        channel: ChannelName,
+        frames: Arc<[MemberFrame]>,
+    },
     /// Close the connection with this error (its user signed out).
     Close(ProtocolError),
 }
+
+/// One `member_added` / `member_removed`, encoded once for every socket of the node.
+#[derive(Debug, Clone)]
+pub struct MemberFrame {
+    pub frame: Utf8Bytes,
+    /// The version of the change: a socket whose member list is at least that current skips it.
+    pub version: u64,
+    /// The user it is about: that user's own sockets are not told (they know).
+    pub user: Arc<str>,
+}
+
+/// How long member changes wait to be written together. Clients see a join at most this much
+/// later; a burst of N joins within it costs each member one write instead of N.
+pub const MEMBER_BATCH: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// One socket's bounded outbox, shared by its senders ([`Outbox`]) and its connection task
 /// ([`OutboxReader`]). The queue allocates only while frames wait: an idle connection costs no
@@ -120,30 +144,12 @@ impl OutboxReader {
 
 type Sockets = HashMap<SocketId, Outbox>;
 
-/// A user on a presence channel, with how many local sockets it has there and since when.
-struct Member {
-    info: Value,
-    sockets: usize,
-    since: DateTime<Utc>,
-}
-
-/// A present user as [`Hub::presence`] lists it.
-#[derive(Debug, Clone)]
-pub struct Present {
-    pub user_id: String,
-    pub info: Value,
-    pub connections: usize,
-    pub since: DateTime<Utc>,
-}
-
 #[derive(Default)]
 struct Inner {
     /// Every channel except users' own private channels.
     channels: HashMap<ChannelName, Sockets>,
     /// `private-individual.message.N` / `private-group.message.N`, keyed by user.
     user_channels: HashMap<UserChannel, Sockets>,
-    /// Presence channel → user id → member.
-    presence: HashMap<ChannelName, HashMap<String, Member>>,
     /// User id → the sockets present as that user on any presence channel (to close them when
     /// the user signs out).
     present_sockets: HashMap<String, Sockets>,
@@ -171,6 +177,10 @@ pub struct Hub {
     high_water: std::sync::atomic::AtomicI64,
     /// Long polls to wake when a broadcast that makes a notification names their user.
     pub waiters: Waiters,
+    /// Member changes waiting for the next batch, per presence channel.
+    members: Mutex<HashMap<ChannelName, Vec<MemberFrame>>>,
+    /// Member changes are waiting.
+    members_waiting: Notify,
 }
 
 impl Hub {
@@ -231,101 +241,32 @@ impl Hub {
         };
     }
 
-    /// Removes a socket from a channel (presence membership included).
+    /// Adds a socket to a presence channel as `user` (whose sockets [`Hub::dispatch`] closes at
+    /// sign-out). Who is present is [`crate::presence`]'s business, not the hub's.
+    pub fn subscribe_present(&self, channel: &ChannelName, socket: SocketId, outbox: &Outbox, user: &str) {
+        let mut inner = self.write();
+        inner
+            .channels
+            .entry(channel.clone())
+            .or_default()
+            .insert(socket, outbox.clone());
+        inner
+            .present_sockets
+            .entry(user.to_owned())
+            .or_default()
+            .insert(socket, outbox.clone());
+    }
+
+    /// Removes a socket from a channel, and from its user's sockets when it was present as one.
     pub fn unsubscribe(&self, channel: &ChannelName, socket: SocketId, presence_user: Option<&str>) {
         let mut inner = self.write();
         match channel.user_channel() {
             Some(uc) => remove_socket(&mut inner.user_channels, uc, socket),
             None => remove_socket(&mut inner.channels, channel.clone(), socket),
         }
-        let Some(user) = presence_user else { return };
-        if let Entry::Occupied(mut e) = inner.present_sockets.entry(user.to_owned()) {
-            e.get_mut().remove(&socket);
-            if e.get().is_empty() {
-                e.remove();
-            }
+        if let Some(user) = presence_user {
+            remove_socket(&mut inner.present_sockets, user.to_owned(), socket);
         }
-        let Some(members) = inner.presence.get_mut(channel) else {
-            return;
-        };
-        let gone = match members.get_mut(user) {
-            Some(m) if m.sockets > 1 => {
-                m.sockets -= 1;
-                false
-            }
-            Some(_) => {
-                members.remove(user);
-                true
-            }
-            None => false,
-        };
-        if members.is_empty() {
-            inner.presence.remove(channel);
-        }
-        if gone && let Some(subscribers) = inner.channels.get(channel) {
-            let frame = Utf8Bytes::from(frames::member_removed(channel.as_str(), user));
-            subscribers.values().for_each(|o| o.send(frame.clone(), None));
-        }
-    }
-
-    /// Adds a socket to a presence channel as `user` and tells the others when this is the user's
-    /// first socket there. Returns the members (each user once) for `subscription_succeeded`,
-    /// which the caller writes before draining its outbox: later member changes queue behind it.
-    pub fn join_presence(
-        &self,
-        channel: &ChannelName,
-        socket: SocketId,
-        outbox: &Outbox,
-        user: &str,
-        info: Value,
-    ) -> Vec<(String, Value)> {
-        let mut inner = self.write();
-        let members = inner.presence.entry(channel.clone()).or_default();
-        let first = match members.entry(user.to_owned()) {
-            Entry::Occupied(mut m) => {
-                m.get_mut().sockets += 1;
-                false
-            }
-            Entry::Vacant(v) => {
-                v.insert(Member {
-                    info: info.clone(),
-                    sockets: 1,
-                    since: Utc::now(),
-                });
-                true
-            }
-        };
-        let list: Vec<(String, Value)> = members.iter().map(|(id, m)| (id.clone(), m.info.clone())).collect();
-        let subscribers = inner.channels.entry(channel.clone()).or_default();
-        if first {
-            let frame = Utf8Bytes::from(frames::member_added(channel.as_str(), user, &info));
-            subscribers.values().for_each(|o| o.send(frame.clone(), None));
-        }
-        subscribers.insert(socket, outbox.clone());
-        inner
-            .present_sockets
-            .entry(user.to_owned())
-            .or_default()
-            .insert(socket, outbox.clone());
-        list
-    }
-
-    /// Users present on a presence channel on this node.
-    pub fn presence(&self, channel: &ChannelName) -> Vec<Present> {
-        self.read()
-            .presence
-            .get(channel)
-            .map(|m| {
-                m.iter()
-                    .map(|(id, m)| Present {
-                        user_id: id.clone(),
-                        info: m.info.clone(),
-                        connections: m.sockets,
-                        since: m.since,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 
     /// Delivers a broadcast to the local sockets it targets. The payload is encoded once; each
@@ -338,12 +279,16 @@ impl Hub {
             return self.sign_out(*user);
         }
         let event = frames::EventFrame::new(&b.event, &b.data, b.user_id.as_deref());
-        if makes_notification(&b.event) {
-            match &b.target {
-                Target::Individual { users } | Target::Group { users } => self.waiters.wake(users),
-                Target::EveryGroupChannel => self.waiters.wake_all(),
-                Target::Channel { .. } | Target::SignOut { .. } => {}
+        match &b.target {
+            Target::Members { channel, version, user } => {
+                let frame = Utf8Bytes::from(event.for_channel(channel));
+                return self.queue_member_change(channel, frame, *version, user);
             }
+            Target::Individual { users } | Target::Group { users } if makes_notification(&b.event) => {
+                self.waiters.wake(users)
+            }
+            Target::EveryGroupChannel if makes_notification(&b.event) => self.waiters.wake_all(),
+            _ => {}
         }
         let inner = self.read();
         let deliver = |channel: &str, sockets: &Sockets| {
@@ -386,7 +331,60 @@ impl Hub {
                     }
                 }
             }
-            Target::SignOut { .. } => {}
+            Target::SignOut { .. } | Target::Members { .. } => {}
+        }
+    }
+
+    /// Holds a member change for the next batch, unless nobody here listens on its channel.
+    fn queue_member_change(&self, channel: &str, frame: Utf8Bytes, version: u64, user: &str) {
+        let Ok(name) = ChannelName::parse(channel) else { return };
+        if !self.read().channels.contains_key(&name) {
+            return;
+        }
+        let change = MemberFrame {
+            frame,
+            version,
+            user: user.into(),
+        };
+        let mut waiting = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        let first = waiting.is_empty();
+        waiting.entry(name).or_default().push(change);
+        drop(waiting);
+        if first {
+            self.members_waiting.notify_one();
+        }
+    }
+
+    /// Hands every waiting member change to its channel's sockets: one shared batch per channel
+    /// and socket. The lock is held for one pass over the subscribers, not per change.
+    pub fn flush_member_changes(&self) {
+        let waiting = std::mem::take(&mut *self.members.lock().unwrap_or_else(|p| p.into_inner()));
+        let inner = self.read();
+        for (channel, changes) in waiting {
+            let Some(sockets) = inner.channels.get(&channel) else {
+                continue;
+            };
+            let frames: Arc<[MemberFrame]> = changes.into();
+            for outbox in sockets.values() {
+                outbox.queue(Outgoing::Members {
+                    channel: channel.clone(),
+                    frames: frames.clone(),
+                });
+            }
+        }
+    }
+
+    /// Writes member changes out in batches ([`MEMBER_BATCH`]) until shutdown.
+    pub async fn batch_member_changes(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.members_waiting.notified() => {}
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(MEMBER_BATCH) => self.flush_member_changes(),
+            }
         }
     }
 
@@ -441,7 +439,7 @@ impl Hub {
 /// "added to group"), so the user's waiting polls are worth waking. Everything else (new users,
 /// group updates and removals, typing) would only make every woken poll query and find nothing.
 fn makes_notification(event: &str) -> bool {
-    [INDIVIDUAL_EVENT, GROUP_EVENT, ADDED_TO_GROUP].contains(&event)
+    [INDIVIDUAL_EVENT, GROUP_EVENT, ADDED_TO_GROUP, MENTIONED].contains(&event)
 }
 
 /// Removes `socket` from `key`'s set, dropping the set when it empties.
@@ -480,17 +478,20 @@ mod tests {
         let hub = Hub::default();
         let poll = hub.waiters.enter(crate::domain::UserId(7)).unwrap();
         let seven = || vec![crate::domain::UserId(7)];
-        hub.dispatch(&broadcast(crate::worker::USER_REGISTERED, Target::EveryGroupChannel));
         hub.dispatch(&broadcast(
-            crate::worker::GROUP_UPDATED,
+            crate::broadcast::events::USER_REGISTERED,
+            Target::EveryGroupChannel,
+        ));
+        hub.dispatch(&broadcast(
+            crate::broadcast::events::GROUP_UPDATED,
             Target::Group { users: seven() },
         ));
         hub.dispatch(&broadcast(
-            crate::worker::REMOVED_FROM_GROUP,
+            crate::broadcast::events::REMOVED_FROM_GROUP,
             Target::Group { users: seven() },
         ));
         hub.dispatch(&broadcast(
-            crate::worker::TYPING_EVENT,
+            crate::broadcast::events::TYPING_EVENT,
             Target::Individual { users: seven() },
         ));
         hub.dispatch(&broadcast(

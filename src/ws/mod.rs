@@ -38,8 +38,10 @@ const READ_BUFFER: usize = 1024;
 
 /// Bytes of frames gathered before they are written to the socket; queued frames are written
 /// together (and flushed when the outbox is empty), a lone frame at once. The buffer is allocated
-/// only as frames pass through it.
-const WRITE_BUFFER: usize = 16 * 1024;
+/// only as frames pass through it, but tungstenite keeps its capacity (this much plus the largest
+/// frame) for the connection's life: with presence every socket writes batches of member changes,
+/// and at 16 KiB that retained buffer was half of a settled connection's memory (BENCHMARKS.md).
+const WRITE_BUFFER: usize = 4 * 1024;
 
 /// What every connection task shares.
 #[derive(Clone)]
@@ -53,6 +55,8 @@ pub struct WsContext {
     pub tasks: TaskTracker,
     /// Per-user limits on client events and on subscriptions that read a backlog.
     pub limits: Arc<crate::limits::Limiter>,
+    /// Who is present on presence channels (cluster-wide with Redis).
+    pub presence: Arc<crate::presence::Presence>,
 }
 
 /// Seconds a client refused for its address's connection cap is asked to wait (`Retry-After`):

@@ -42,6 +42,9 @@ impl Window {
 pub struct Session {
     /// Subscribed channel → the user id it is present as (presence channels only).
     pub subscriptions: HashMap<ChannelName, Option<String>>,
+    /// Presence channel → the version of the member list this socket was sent: member changes
+    /// up to that version are in it and are not written again.
+    pub member_lists: HashMap<ChannelName, u64>,
     /// The first user this connection proved to be (a signed subscription to its own channel,
     /// or presence `channel_data`): whom its client events count against.
     pub identity: Option<String>,

@@ -4,9 +4,9 @@
  * Every piece of text that comes from a user goes into the page through jQuery's .text() or an
  * attribute setter, never through .html().
  */
-import { PAGE_SIZE, keyOfMessage, parseKey, sameId, state } from './state.js';
+import { PAGE_SIZE, authorLabel, convKey, isMine, keyOfMessage, parseKey, sameId, state } from './state.js';
 import { api, errorText, randomId } from './api.js';
-import { formatTime, userName } from './format.js';
+import { flash, formatTime, userName } from './format.js';
 import { hideTyping, noteDelivered } from './realtime.js';
 import { addUser, ensureConversation, renderConversations, renderUsers } from './lists.js';
 import { attachmentsEl, clearTray, hasFiles, linkify, restoreFiles, takeFiles, uploading } from './attachments.js';
@@ -25,7 +25,7 @@ export function receiveMessage(m, channel, backlog) {
 export function acceptMessage(m, opts) {
   var key = keyOfMessage(m);
   var conv = ensureConversation(key);
-  var mine = sameId(m.sender.id, state.me.id);
+  var mine = isMine(m);
   var isNewest = !conv.last_message || Number(m.id) > Number(conv.last_message.id);
 
   if (m.client_id && state.pending.has(m.client_id) && mine) {
@@ -48,8 +48,9 @@ export function acceptMessage(m, opts) {
   }
   if (state.current === key) {
     if (fresh) insertMessageEl(m, { scroll: mine || isNearBottom() });
+    if (fresh) renderSeen();
     if (!mine) {
-      hideTyping(m.sender.id);
+      if (m.sender) hideTyping(m.sender.id);
       scheduleRead(key);
     }
   }
@@ -106,6 +107,7 @@ export function loadPage(key, before) {
   var s = state;
   return api('GET', url).then(function (res) {
     if (!state || state !== s) return;
+    if (!before) setReadMarks(key, res.read_marks || []);
     var list = res.messages || [];
     var added = [];
     list.forEach(function (m) {
@@ -133,6 +135,7 @@ export function loadPage(key, before) {
         added.forEach(function (m) { insertMessageEl(m, { scroll: false }); });
       }
       updateHistoryTop(store);
+      renderSeen();
       scheduleRead(key);
     }
   }).catch(function (e) {
@@ -180,6 +183,8 @@ export function renderConversationHeader() {
     $('#conv-title').text(userName(k.id));
     $('#conv-sub').text(online ? 'online' : 'offline').toggleClass('is-online', online);
     $('#group-manage').prop('hidden', true);
+    $('#ask-anon-label').prop('hidden', true);
+    $('#ask-anon').prop('checked', false);
     return;
   }
   var g = state.groups.get(k.id);
@@ -188,21 +193,68 @@ export function renderConversationHeader() {
   var sub = conv.is_all ? 'Everyone' + (n ? ' · ' + n + ' members' : '') : n ? n + ' members' : 'Group';
   $('#conv-sub').text(sub).removeClass('is-online');
   $('#group-manage').prop('hidden', conv.is_all || (g && g.is_all));
+  var questions = !!(g && g.questions && !g.is_all);
+  $('#ask-anon-label').prop('hidden', !questions);
+  if (!questions) $('#ask-anon').prop('checked', false);
 }
 
 // ---------------------------------------------------------------- message rendering
 
 export function messageEl(m) {
-  var mine = sameId(m.sender.id, state.me.id);
-  var $li = $('<li>', { class: 'message' + (mine ? ' mine' : ' theirs'), 'data-id': m.id });
+  var mine = isMine(m);
+  var $li = $('<li>', { class: 'message' + (mine ? ' mine' : ' theirs'), 'data-id': m.id })
+    .toggleClass('anonymous', !!m.pseudonym);
   var $meta = $('<div>', { class: 'meta' }).appendTo($li);
-  $('<span>', { class: 'sender' }).text(mine ? 'You' : m.sender.name).appendTo($meta);
+  $('<span>', { class: 'sender' }).text(authorLabel(m)).appendTo($meta);
   $('<time>', { class: 'time', datetime: m.created_at, title: new Date(m.created_at).toLocaleString() })
     .text(formatTime(m.created_at)).appendTo($meta);
-  if (m.body) linkify($('<div>', { class: 'body' }), m.body).appendTo($li);
+  if (m.edited_at) {
+    $('<span>', { class: 'edited', title: 'edited ' + new Date(m.edited_at).toLocaleString() }).text('edited').appendTo($meta);
+  }
+  if (m.body) bodyEl(m).appendTo($li);
   var $files = attachmentsEl(m);
   if ($files) $files.appendTo($li);
+  var $actions = $('<div>', { class: 'msg-actions' });
+  if (mine) {
+    $('<button>', { type: 'button', class: 'link msg-edit', 'data-id': m.id }).text('Edit').appendTo($actions);
+    $('<button>', { type: 'button', class: 'link danger msg-delete', 'data-id': m.id }).text('Delete').appendTo($actions);
+  }
+  var g = m.group_id ? state.groups.get(Number(m.group_id)) : null;
+  if (!mine && m.pseudonym && g && sameId(g.owner_id, state.me.id)) {
+    $('<button>', { type: 'button', class: 'link danger msg-mute', 'data-group-id': m.group_id, 'data-pseudonym': m.pseudonym })
+      .text('Mute this asker').appendTo($actions);
+  }
+  if ($actions.children().length) $actions.appendTo($li);
   return $li;
+}
+
+// The body as text, with the members it mentions highlighted: every piece goes in through .text().
+export function bodyEl(m) {
+  var $body = $('<div>', { class: 'body' });
+  var names = (m.mentions || []).map(function (x) { return { id: x.id, at: '@' + String(x.name).toLowerCase() }; });
+  names.sort(function (a, b) { return b.at.length - a.at.length; });
+  var text = String(m.body);
+  var lower = text.toLowerCase();
+  var plain = '';
+  var i = 0;
+  while (i < text.length) {
+    var hit = null;
+    if (text[i] === '@') {
+      hit = names.find(function (n) { return lower.startsWith(n.at, i); }) || null;
+    }
+    if (!hit) {
+      plain += text[i];
+      i += 1;
+      continue;
+    }
+    if (plain) linkify($body, plain);
+    plain = '';
+    $('<span>', { class: 'mention' }).toggleClass('me', sameId(hit.id, state.me.id))
+      .text(text.slice(i, i + hit.at.length)).appendTo($body);
+    i += hit.at.length;
+  }
+  if (plain) linkify($body, plain);
+  return $body;
 }
 
 export function renderAllMessages(store) {
@@ -215,6 +267,7 @@ export function renderAllMessages(store) {
     if (p.key === state.current) $list.append(pendingEl(p, clientId));
   });
   updateHistoryTop(store);
+  renderSeen();
   scrollToBottom();
 }
 
@@ -253,7 +306,7 @@ export function prependMessages(list) {
 export function pendingEl(p, clientId) {
   var $li = $('<li>', { class: 'message mine pending', 'data-client-id': clientId });
   var $meta = $('<div>', { class: 'meta' }).appendTo($li);
-  $('<span>', { class: 'sender' }).text('You').appendTo($meta);
+  $('<span>', { class: 'sender' }).text(p.anonymous ? 'You (anonymously)' : 'You').appendTo($meta);
   $('<span>', { class: 'time status' }).text(p.failed ? 'not sent' : 'sending…').appendTo($meta);
   $('<div>', { class: 'body' }).text(p.body).appendTo($li);
   if (p.attachments && p.attachments.length) {
@@ -334,7 +387,8 @@ export function sendCurrent() {
   $input.val('');
   autosize();
   var clientId = randomId();
-  state.pending.set(clientId, { key: state.current, body: body, attachments: takeFiles() });
+  var anonymous = !$('#ask-anon-label').prop('hidden') && $('#ask-anon').prop('checked');
+  state.pending.set(clientId, { key: state.current, body: body, anonymous: anonymous, attachments: takeFiles() });
   $('#message-list').append(pendingEl(state.pending.get(clientId), clientId));
   scrollToBottom();
   postMessage(clientId);
@@ -349,9 +403,17 @@ export function postMessage(clientId) {
   var path = (k.kind === 'user' ? '/api/users/' : '/api/groups/') + k.id + '/messages';
   var s = state;
   var ids = (p.attachments || []).map(function (a) { return a.id; });
-  api('POST', path, { body: p.body, client_id: clientId, attachment_ids: ids })
+  var send = { body: p.body, client_id: clientId, attachment_ids: ids };
+  if (p.anonymous) send.anonymous = true;
+  api('POST', path, send)
     .then(function (res) {
       if (state !== s) return;
+      if (p.anonymous && res && res.message) {
+        // The live event may have come first, shown as anyone's question: now it is known as mine.
+        state.myAnonymous.add(Number(res.message.id));
+        var $shown = $('#message-list .message[data-id="' + Number(res.message.id) + '"]');
+        if ($shown.length) $shown.replaceWith(messageEl(res.message));
+      }
       state.pending.delete(clientId);
       $('#message-list .message.pending[data-client-id="' + cssEscape(clientId) + '"]').remove();
       if (res && res.message) acceptMessage(res.message, { incoming: false });
@@ -378,4 +440,185 @@ export function autosize() {
   if (!el) return;
   el.style.height = 'auto';
   el.style.height = el.scrollHeight + 2 + 'px';
+}
+
+// ---------------------------------------------------------------- "seen"
+
+// Read marks of the others in conversation `key`, from a history answer: [{user_id, name, up_to}].
+export function setReadMarks(key, marks) {
+  var map = new Map();
+  marks.forEach(function (r) { map.set(Number(r.user_id), { name: r.name, up_to: Number(r.up_to) }); });
+  state.readMarks.set(key, map);
+}
+
+// App\Events\MessagesRead {reader_id, up_to, user_id | group_id}: someone else read further.
+export function onMessagesRead(e) {
+  if (!state || !e || sameId(e.reader_id, state.me.id)) return;
+  var key = e.group_id !== undefined ? convKey('group', e.group_id) : convKey('user', e.reader_id);
+  var map = state.readMarks.get(key);
+  if (!map) {
+    map = new Map();
+    state.readMarks.set(key, map);
+  }
+  var old = map.get(Number(e.reader_id));
+  if (old && old.up_to >= Number(e.up_to)) return;
+  map.set(Number(e.reader_id), { name: userName(e.reader_id), up_to: Number(e.up_to) });
+  if (state.current === key) renderSeen();
+}
+
+// One-to-one: "Seen" under the newest of my messages the partner has read. Groups: "Seen by N"
+// under my newest message, with the names on hover.
+export function renderSeen() {
+  $('#message-list .seen').remove();
+  if (!state || !state.current) return;
+  var key = state.current;
+  var store = state.stores.get(key);
+  var marks = state.readMarks.get(key);
+  if (!store || !marks || !marks.size) return;
+  var mineIds = [];
+  store.messages.forEach(function (m, id) { if (isMine(m)) mineIds.push(id); });
+  if (!mineIds.length) return;
+  mineIds.sort(function (a, b) { return a - b; });
+  var target, text, title;
+  if (parseKey(key).kind === 'user') {
+    var upTo = 0;
+    marks.forEach(function (r) { if (r.up_to > upTo) upTo = r.up_to; });
+    var read = mineIds.filter(function (id) { return id <= upTo; });
+    if (!read.length) return;
+    target = read[read.length - 1];
+    text = 'Seen';
+    title = '';
+  } else {
+    target = mineIds[mineIds.length - 1];
+    var names = [];
+    marks.forEach(function (r) { if (r.up_to >= target) names.push(r.name); });
+    if (!names.length) return;
+    names.sort();
+    text = 'Seen by ' + names.length;
+    title = names.join(', ');
+  }
+  var $el = $('#message-list .message[data-id="' + target + '"]');
+  $('<div>', { class: 'seen', title: title }).text(text).appendTo($el);
+}
+
+// ---------------------------------------------------------------- edits, deletions, mentions
+
+function forEachStore(fn) {
+  state.stores.forEach(function (store, key) { fn(store, key); });
+}
+
+// App\Events\MessageUpdated {message}: the message as it is now, wherever it is shown.
+export function onMessageUpdated(e) {
+  if (!state || !e || !e.message) return;
+  var m = e.message;
+  var id = Number(m.id);
+  var key = keyOfMessage(m);
+  var store = state.stores.get(key);
+  if (store && store.messages.has(id)) store.messages.set(id, m);
+  var conv = state.convs.get(key);
+  if (conv && conv.last_message && Number(conv.last_message.id) === id) conv.last_message = m;
+  var $old = $('#message-list .message[data-id="' + id + '"]');
+  if ($old.length && !$old.find('.edit-box').length) {
+    $old.replaceWith(messageEl(m));
+    renderSeen();
+  }
+  renderConversations();
+}
+
+// App\Events\MessageDeleted {message_id, user_id | group_id}: gone from every view.
+export function onMessageDeleted(e) {
+  if (!state || !e) return;
+  var id = Number(e.message_id);
+  forEachStore(function (store, key) {
+    if (!store.messages.delete(id)) return;
+    var conv = state.convs.get(key);
+    if (conv && conv.last_message && Number(conv.last_message.id) === id) {
+      var newest = null;
+      store.messages.forEach(function (m, mid) { if (!newest || mid > Number(newest.id)) newest = m; });
+      conv.last_message = newest;
+    }
+  });
+  state.convs.forEach(function (conv) {
+    if (conv.last_message && Number(conv.last_message.id) === id) conv.last_message = null;
+  });
+  $('#message-list .message[data-id="' + id + '"]').remove();
+  renderSeen();
+  renderConversations();
+}
+
+// App\Events\Mentioned {from, pseudonym?, group, message_id}: someone named me in a group.
+export function onMentioned(e) {
+  if (!state || !e || !e.group) return;
+  var who = e.from ? e.from.name : 'Anonymous ' + (e.pseudonym || '');
+  var key = convKey('group', e.group.id);
+  var conv = state.convs.get(key);
+  var where = conv && conv.is_all ? 'All' : e.group.name || (conv && conv.name) || 'a group';
+  flash(who + ' mentioned you in ' + where + '.');
+  $('#flash').attr('data-mention', e.message_id);
+}
+
+function findMessage(id) {
+  var found = null;
+  forEachStore(function (store) { if (!found && store.messages.has(id)) found = store.messages.get(id); });
+  return found;
+}
+
+// Inline editing: the body becomes a text box with Save and Cancel.
+export function startEdit(id) {
+  id = Number(id);
+  var m = findMessage(id);
+  var $li = $('#message-list .message[data-id="' + id + '"]');
+  if (!m || !$li.length || $li.find('.edit-box').length) return;
+  var $box = $('<form>', { class: 'edit-box' });
+  $('<textarea>', { class: 'edit-input', maxlength: 4000, 'aria-label': 'Edit message' }).val(m.body).appendTo($box);
+  var $row = $('<div>', { class: 'msg-actions' }).appendTo($box);
+  $('<button>', { type: 'submit', class: 'small edit-save' }).text('Save').appendTo($row);
+  $('<button>', { type: 'button', class: 'link edit-cancel' }).text('Cancel').appendTo($row);
+  $('<span>', { class: 'form-error edit-error', hidden: true }).appendTo($row);
+  $li.children('.body, .msg-actions').prop('hidden', true);
+  $box.insertAfter($li.children('.body'));
+  $box.find('textarea').trigger('focus');
+  $box.on('submit', function (ev) {
+    ev.preventDefault();
+    var body = $box.find('textarea').val();
+    if (!body.trim()) return;
+    $box.find('.edit-save').prop('disabled', true);
+    api('PATCH', '/api/messages/' + id, { body: body }).then(function (res) {
+      $box.remove();
+      onMessageUpdated(res);
+    }).catch(function (err) {
+      $box.find('.edit-save').prop('disabled', false);
+      $box.find('.edit-error').text(errorText(err)).prop('hidden', false);
+    });
+  });
+  $box.find('.edit-cancel').on('click', function () {
+    $box.remove();
+    $li.children('.body, .msg-actions').prop('hidden', false);
+  });
+}
+
+// Deleting asks first, in the page.
+export function askDelete(id) {
+  id = Number(id);
+  var $li = $('#message-list .message[data-id="' + id + '"]');
+  if (!$li.length || $li.find('.confirm').length) return;
+  var $c = $('<div>', { class: 'confirm', role: 'alert' }).text('Delete this message for everyone? ');
+  $('<button>', { type: 'button', class: 'small danger confirm-delete' }).text('Delete').appendTo($c);
+  $('<button>', { type: 'button', class: 'link confirm-cancel' }).text('Cancel').appendTo($c);
+  $li.children('.msg-actions').prop('hidden', true);
+  $c.appendTo($li);
+  $c.find('.confirm-cancel').on('click', function () {
+    $c.remove();
+    $li.children('.msg-actions').prop('hidden', false);
+  });
+  $c.find('.confirm-delete').on('click', function () {
+    $(this).prop('disabled', true);
+    api('DELETE', '/api/messages/' + id).then(function () {
+      onMessageDeleted({ message_id: id });
+    }).catch(function (err) {
+      $c.remove();
+      $li.children('.msg-actions').prop('hidden', false);
+      showSendError('Not deleted: ' + errorText(err));
+    });
+  });
 }

@@ -168,6 +168,38 @@ export function renderManageGroup(groupId) {
     });
   }
 
+  if (owner && !isAll) {
+    // Anonymous questions: members may then ask without their name (the group sees a pseudonym).
+    var $q = $('<label>', { class: 'pick', id: 'questions-label' }).appendTo($body);
+    $('<input>', { type: 'checkbox', id: 'questions-toggle' }).prop('checked', !!g.questions).appendTo($q);
+    $('<span>').text(' Anonymous questions').appendTo($q);
+    $('#questions-toggle').on('change', function () {
+      var on = $(this).prop('checked');
+      groupAction('PATCH', '/api/groups/' + g.id, { questions: on }).then(function (res) {
+        if (res && res.group) onGroupUpdated(res.group);
+        else $('#questions-toggle').prop('checked', !on);
+      });
+    });
+    if (g.questions) {
+      api('GET', '/api/groups/' + g.id + '/muted').then(function (res) {
+        var muted = (res && res.muted) || [];
+        if (!muted.length || $('#modal').attr('data-group-id') !== String(g.id)) return;
+        var $m = $('<ul>', { class: 'member-list', id: 'muted-list' }).insertAfter('#questions-label');
+        muted.forEach(function (p) {
+          var $li = $('<li>').appendTo($m);
+          $('<span>', { class: 'member-name' }).text('Muted: ' + p).appendTo($li);
+          $('<button>', { type: 'button', class: 'link unmute', 'data-pseudonym': p }).text('Unmute').appendTo($li);
+        });
+        $m.on('click', '.unmute', function () {
+          var p = $(this).attr('data-pseudonym');
+          groupAction('DELETE', '/api/groups/' + g.id + '/muted/' + encodeURIComponent(p)).then(function (r) {
+            if (r !== undefined) renderManageGroup(g.id);
+          });
+        });
+      }).catch(function () { /* the list is a convenience */ });
+    }
+  }
+
   $('<div>', { class: 'field-label' }).text('Members (' + (g.member_ids || []).length + ')').appendTo($body);
   var $members = $('<ul>', { class: 'member-list', id: 'member-list' }).appendTo($body);
   (g.member_ids || []).slice().sort(function (a, b) { return userName(a).localeCompare(userName(b)); }).forEach(function (id) {
@@ -264,5 +296,15 @@ export function groupAction(method, path, body) {
   return api(method, path, body).catch(function (e) {
     $('#manage-error').text(errorText(e)).prop('hidden', false);
     return undefined;
+  });
+}
+
+// The owner mutes an anonymous asker by its pseudonym: its anonymous questions are refused from
+// now on. Nobody learns who it is.
+export function muteAsker(groupId, pseudonym) {
+  api('POST', '/api/groups/' + groupId + '/muted', { pseudonym: pseudonym }).then(function () {
+    flash(pseudonym + ' is muted in this group.');
+  }).catch(function (e) {
+    flash('Not muted: ' + errorText(e));
   });
 }

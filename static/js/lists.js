@@ -4,7 +4,7 @@
  * Every piece of text that comes from a user goes into the page through jQuery's .text() or an
  * attribute setter, never through .html().
  */
-import { convKey, parseKey, sameId, state } from './state.js';
+import { authorLabel, convKey, isMine, parseKey, sameId, state } from './state.js';
 import { avatarColor, formatTime, initials, userName } from './format.js';
 import { renderConversationHeader } from './conversation.js';
 import { bustGroupPictures, paintGroupPicture, paintUserAvatar } from './attachments.js';
@@ -128,10 +128,10 @@ export function renderConversations() {
     }
     var preview = '';
     if (c.last_message) {
-      var who = sameId(c.last_message.sender.id, state.me.id) ? 'You' : c.last_message.sender.name;
+      var who = authorLabel(c.last_message);
       var files = (c.last_message.attachments || []).length;
       var text = c.last_message.body || (files === 1 ? '1 file' : files + ' files');
-      preview = (c.kind === 'group' || who === 'You' ? who + ': ' : '') + text;
+      preview = (c.kind === 'group' || isMine(c.last_message) ? who + ': ' : '') + text;
     } else {
       preview = c.kind === 'group' ? 'No messages yet' : 'Say hello';
     }

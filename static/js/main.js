@@ -8,8 +8,10 @@ import { state } from './state.js';
 import { api, errorText } from './api.js';
 import { onLogin, onLogout, onLogoutEverywhere, onRegister, selectTab, showAuth, startChat } from './auth.js';
 import { sendTyping } from './realtime.js';
-import { autosize, loadOlder, openConversation, postMessage, scheduleRead, sendCurrent } from './conversation.js';
-import { closeModal, openManageGroup, openNewGroup } from './groups.js';
+import {
+  askDelete, autosize, loadOlder, openConversation, postMessage, scheduleRead, sendCurrent, startEdit,
+} from './conversation.js';
+import { closeModal, muteAsker, openManageGroup, openNewGroup } from './groups.js';
 import { initAttachments } from './attachments.js';
 
 // ---------------------------------------------------------------- wiring
@@ -52,6 +54,12 @@ $(function () {
   });
   $('#message-list').on('click', '.retry', function () {
     postMessage($(this).attr('data-client-id'));
+  }).on('click', '.msg-edit', function () {
+    startEdit($(this).attr('data-id'));
+  }).on('click', '.msg-delete', function () {
+    askDelete($(this).attr('data-id'));
+  }).on('click', '.msg-mute', function () {
+    muteAsker($(this).attr('data-group-id'), $(this).attr('data-pseudonym'));
   });
 
   initAttachments();

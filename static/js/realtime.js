@@ -9,7 +9,7 @@ import { TYPING_SEND_EVERY_MS, TYPING_SHOW_MS, parseKey, sameId, state } from '.
 import { api, errorText } from './api.js';
 import { flash, userName } from './format.js';
 import { addUser, onUserRegistered, onUserUpdated, renderUsers } from './lists.js';
-import { receiveMessage } from './conversation.js';
+import { onMentioned, onMessageDeleted, onMessageUpdated, onMessagesRead, receiveMessage } from './conversation.js';
 import { onAddedToGroup, onGroupUpdated, onRemovedFromGroup } from './groups.js';
 
 // ---------------------------------------------------------------- real time
@@ -43,6 +43,9 @@ export function connectRealtime() {
       })
       .listen('UserRegistered', onUserRegistered)
       .listen('Typing', onTyping)
+      .listen('MessagesRead', onMessagesRead)
+      .listen('MessageUpdated', onMessageUpdated)
+      .listen('MessageDeleted', onMessageDeleted)
       .error(function (err) {
         flash('Cannot subscribe to your messages (' + describeSubError(err) + ').');
       });
@@ -63,13 +66,20 @@ export function connectRealtime() {
       .listen('UserRegistered', onUserRegistered)
       .listen('UserUpdated', onUserUpdated)
       .listen('Typing', onTyping)
+      .listen('MessagesRead', onMessagesRead)
+      .listen('MessageUpdated', onMessageUpdated)
+      .listen('MessageDeleted', onMessageDeleted)
+      .listen('Mentioned', onMentioned)
       .error(function (err) {
         flash('Cannot subscribe to your group messages (' + describeSubError(err) + ').');
       });
 
     state.presence = echo.join('online')
       .here(function (members) {
-        state.online = new Set();
+        // Past the server's PRESENCE_MAX_MEMBERS the list holds only this user (with the true
+        // count): keep who /api/users said is online, and follow arrivals and departures.
+        var count = state.presence.subscription.members.count;
+        if (members.length >= count) state.online = new Set();
         members.forEach(function (m) {
           addUser(m, false);
           state.online.add(Number(m.id));
@@ -136,9 +146,11 @@ export function flushAck() {
 // ---------------------------------------------------------------- typing
 
 // The server tells the people of the conversation, on their own private channels, and names
-// the sender itself. "All" gets no typing indicator: it would go to everyone online.
+// the sender itself. "All" gets no typing indicator: it would go to everyone online. Nor does an
+// anonymous question: "ann is typing…" just before it would name the asker.
 export function sendTyping() {
   if (!state || !state.current) return;
+  if ($('#ask-anon').prop('checked') && !$('#ask-anon-label').prop('hidden')) return;
   var conv = state.convs.get(state.current);
   if (conv && conv.is_all) return;
   var now = Date.now();

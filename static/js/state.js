@@ -45,6 +45,11 @@ export function freshState() {
     typingTimer: null,
     lastTypingSent: 0,
     readTimers: new Map(),
+    // key -> Map(user id -> {name, up_to}): how far the others read ("seen"), from history
+    // answers and App\Events\MessagesRead.
+    readMarks: new Map(),
+    // Ids of the anonymous questions sent from this page: they carry no sender, even to the asker.
+    myAnonymous: new Set(),
     epoch: 0,
   };
 }
@@ -66,4 +71,18 @@ export function keyOfMessage(m) {
   if (m.group_id !== undefined && m.group_id !== null) return convKey('group', m.group_id);
   var other = sameId(m.sender.id, state.me.id) ? m.recipient_id : m.sender.id;
   return convKey('user', other);
+}
+
+/** Whether the signed-in user sent `m`. An anonymous question has no sender: only the page that
+ * asked it knows. */
+export function isMine(m) {
+  if (m.sender) return sameId(m.sender.id, state.me.id);
+  return state.myAnonymous.has(Number(m.id));
+}
+
+/** Who a message is from, as the page shows it: "You", the sender's name, or the pseudonym. */
+export function authorLabel(m) {
+  if (isMine(m)) return m.pseudonym ? 'You (anonymously)' : 'You';
+  if (m.sender) return m.sender.name;
+  return 'Anonymous ' + (m.pseudonym || '');
 }

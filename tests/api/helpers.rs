@@ -223,6 +223,7 @@ pub fn settings(db: &TestDb) -> Settings {
         oidc_client_secret: None,
         oidc_redirect_url: None,
         oidc_name: None,
+        presence_max_members: chatbox::config::DEFAULT_PRESENCE_MAX_MEMBERS,
     }
 }
 
@@ -397,6 +398,49 @@ pub fn worker_process(db: &TestDb, redis: &str) -> Killed {
         .spawn()
         .expect("start chatbox worker");
     Killed(child)
+}
+
+/// `chatbox serve` as its own process on `db` and its Redis, listening on a free port of
+/// 127.0.0.1: the process (killed when dropped) and its address, once it answers `/healthz`.
+pub async fn serve_process(db: &TestDb) -> (Killed, SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chatbox"))
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env(
+            "REDIS_URL",
+            db.redis_url.as_deref().expect("a node process needs Redis"),
+        )
+        .env("REDIS_PREFIX", &db.redis_prefix)
+        .env("BIND", addr.to_string())
+        .env("PUSHER_APP_ID", "test-app")
+        .env("PUSHER_APP_KEY", "test-key")
+        .env("PUSHER_APP_SECRET", TEST_SECRET)
+        .env("NO_WORKER", "true")
+        .env_remove("ADMIN_EMAILS")
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start chatbox serve");
+    let node = Killed(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(res) = reqwest::get(format!("http://{addr}/healthz")).await
+            && res.status().is_success()
+        {
+            return (node, addr);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "chatbox serve did not start on {addr}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// A GET with a bearer token, running in the background (a long poll): its JSON answer and how

@@ -231,14 +231,20 @@ async fn a_client_that_does_not_answer_pings_is_closed_with_4201() {
     let mut silent = PusherClient::connect(&app).await;
     let mut answering = PusherClient::connect(&app).await;
     assert_eq!(silent.activity_timeout, 1, "the handshake tells the configured timeout");
+    // The answering client answers each ping as it comes, while the silent one is watched.
+    let answers = tokio::spawn(async move {
+        for _ in 0..3 {
+            answering.expect("pusher:ping").await;
+            answering.send(json!({"event": "pusher:pong", "data": {}})).await;
+        }
+        answering.send(json!({"event": "pusher:ping", "data": {}})).await;
+        answering.expect("pusher:pong").await;
+    });
     assert_eq!(silent.expect("pusher:ping").await.event, "pusher:ping");
     assert_eq!(silent.close_code().await, Some(4201), "no pong: closed");
-    for _ in 0..3 {
-        answering.expect("pusher:ping").await;
-        answering.send(json!({"event": "pusher:pong", "data": {}})).await;
-    }
-    answering.send(json!({"event": "pusher:ping", "data": {}})).await;
-    answering.expect("pusher:pong").await;
+    answers
+        .await
+        .expect("the client that answers its pings stays connected");
 }
 
 /// A client that stops reading while events pile up is disconnected with 4100 once its bounded

@@ -193,6 +193,38 @@ export async function startServer() {
   return new ChatboxServer(server);
 }
 
+/** Whether the backend runs several nodes (MySQL + Redis). */
+export const clusterBackend = () => process.env.CHATBOX_NODE_BACKEND === 'mysql-redis';
+
+/**
+ * Starts `count` `chatbox serve` nodes on one MySQL database and one Redis key prefix (the
+ * `mysql-redis` backend only: embedded, a server is one process). Resolves with the servers; stop
+ * them all with `stopCluster`.
+ */
+export async function startCluster(count) {
+  if (!clusterBackend()) throw new Error('a cluster needs CHATBOX_NODE_BACKEND=mysql-redis');
+  const backend = backendEnv(null);
+  const servers = [];
+  for (let i = 0; i < count; i++) {
+    const server = await startChatbox({
+      tempPrefix: 'chatbox-node-',
+      setup: () => ({
+        env: { PUSHER_APP_ID: APP_ID, PUSHER_APP_KEY: APP_KEY, PUSHER_APP_SECRET: APP_SECRET, ...backend.env },
+        // The database is dropped once, after the last node stopped.
+        cleanup: i === count - 1 ? backend.cleanup : undefined,
+      }),
+      echoLog: process.env.CHATBOX_NODE_LOG === '1',
+    });
+    servers.push(new ChatboxServer(server));
+  }
+  return servers;
+}
+
+/** Stops every node of a cluster, the last one (which drops the database) last. */
+export async function stopCluster(servers) {
+  for (const server of servers ?? []) await server.stop();
+}
+
 /** The running server plus the clients it hands out, which `stop()` disconnects first. */
 class ChatboxServer {
   #server;
@@ -300,6 +332,11 @@ class ChatboxServer {
     }
     this.#clients.clear();
     await this.#server.stop();
+  }
+
+  /** SIGKILL: the node dies without closing anything (its clients see the connection drop). */
+  kill() {
+    return this.#server.kill();
   }
 }
 

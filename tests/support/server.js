@@ -184,6 +184,14 @@ export class ServerProcess {
     return { status: res.status, body: json, text, headers: res.headers };
   }
 
+  /** Kills the server with SIGKILL (no shutdown at all: a crashed node) and waits for it to exit. */
+  async kill() {
+    if (!this.#getExit()) {
+      this.#child.kill('SIGKILL');
+      await this.#exited;
+    }
+  }
+
   /**
    * Stops the server (SIGTERM; SIGKILL after 5 s), then runs the cleanup (backend, temp dir).
    * A server that had already exited is reported on stderr with its last log lines.

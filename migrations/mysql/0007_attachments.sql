@@ -1,4 +1,4 @@
--- Attachments and pictures. The SQLite twin is migrations/sqlite/0005_attachments.sql.
+-- Attachments and pictures. The SQLite twin is migrations/sqlite/0007_attachments.sql.
 --
 -- An attachment belongs to its uploader until a message takes it (message_id set, attached
 -- true). When the message goes (deleted, or with its group) message_id becomes NULL while
