@@ -116,11 +116,17 @@ async fn remove(
         data,
     }
     .to_json();
+    // Its files go with it: read them before the row goes (their rows then lose the message).
+    let files = state.store.attachment_ids_of(id).await?;
     let changed = state
         .store
         .delete_message(id, &job)
         .await?
         .ok_or(ApiError::NotFound("message"))?;
     state.hand_over(changed.outbox_id, &changed.job);
+    if let Err(e) = state.store.delete_attachments(&files).await {
+        // The hourly sweep deletes attachments whose message is gone.
+        tracing::warn!(error = %crate::telemetry::chain(&e), "files of a deleted message left to the sweep");
+    }
     Ok(StatusCode::NO_CONTENT)
 }

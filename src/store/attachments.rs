@@ -240,10 +240,18 @@ impl Store {
     /// Database errors. A file that cannot be deleted is logged and left to the sweep of files
     /// without rows.
     pub async fn delete_attachments_of(&self, message: MessageId) -> Result<usize, StoreError> {
-        let ids: Vec<FileId> = on_pool!(self, pool => {
-            sqlx::query_scalar("SELECT id FROM attachments WHERE message_id = ?").bind(message).fetch_all(pool).await?
-        });
+        let ids = self.attachment_ids_of(message).await?;
         self.delete_attachments(&ids).await
+    }
+
+    /// The attachments of `message` (read before deleting a message: its rows then lose it).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn attachment_ids_of(&self, message: MessageId) -> Result<Vec<FileId>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT id FROM attachments WHERE message_id = ?").bind(message).fetch_all(pool).await?
+        }))
     }
 
     /// Deletes attachments whose message is gone (deleted itself or with its group), rows and
@@ -316,7 +324,10 @@ impl Store {
     }
 
     /// Deletes the rows, then the files, of `ids`.
-    async fn delete_attachments(&self, ids: &[FileId]) -> Result<usize, StoreError> {
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn delete_attachments(&self, ids: &[FileId]) -> Result<usize, StoreError> {
         if ids.is_empty() {
             return Ok(0);
         }

@@ -396,6 +396,36 @@ async fn attachments_must_be_the_senders_own_and_unsent(backend: Backend) {
     assert_eq!(code(res).await, "invalid_attachment", "already sent");
 }
 
+/// Deleting a message deletes its files at once (not only at the next sweep).
+async fn files_go_with_their_message(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (ann, ben) = (app.user("ann").await, app.user("ben").await);
+    let photo = uploaded(&app, &ann, "view.png", "image/png", &png(640, 480)).await;
+    let message = send(
+        &app,
+        &ann,
+        &format!("/api/users/{}/messages", ben.id),
+        "look",
+        &[&photo],
+    )
+    .await;
+    let id = photo["id"].as_str().unwrap().to_owned();
+    assert!(stored_files(app.db()).contains(&id));
+    let res = ann
+        .client
+        .delete(app.url(&format!("/api/messages/{}", message["id"])))
+        .bearer_auth(&ann.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(stored_files(app.db()).is_empty(), "the file and its thumbnail are gone");
+    assert_eq!(
+        get(&app, &ben, photo["url"].as_str().unwrap()).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
 async fn files_go_with_their_group(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (ann, ben) = (app.user("ann").await, app.user("ben").await);
@@ -545,6 +575,7 @@ async fn the_openapi_document_has_every_route(backend: Backend) {
 }
 
 backend_tests!(
+    files_go_with_their_message,
     the_openapi_document_has_every_route,
     the_sweep_removes_stale_uploads_and_stray_files,
     uploads_are_typed_by_their_bytes_and_served_safely,
