@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::{
-    Conversation, InsertedId, Store, StoreError, conversation_key,
+    Conversation, InsertedId, Store, StoreError, conversation_key, insert_outbox,
     messages::{Destination, Mention, Message, MessageRow, SELECT_MESSAGE, record_mentions},
     now, on_pool,
 };
@@ -186,12 +186,7 @@ impl Store {
             }
             sqlx::query("DELETE FROM message_mentions WHERE message_id = ?").bind(id).execute(&mut *tx).await?;
             record_mentions!(tx, &message, notify: false);
-            let outbox_id = sqlx::query("INSERT INTO outbox (job, created_at) VALUES (?, ?)")
-                .bind(&job)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?
-                .inserted_id();
+            let outbox_id = insert_outbox!(&mut *tx, &job, at);
             tx.commit().await?;
             outbox_id
         });
@@ -222,12 +217,7 @@ impl Store {
             if n == 0 {
                 return Ok(None);
             }
-            let outbox_id = sqlx::query("INSERT INTO outbox (job, created_at) VALUES (?, ?)")
-                .bind(job)
-                .bind(now())
-                .execute(&mut *tx)
-                .await?
-                .inserted_id();
+            let outbox_id = insert_outbox!(&mut *tx, job, now());
             tx.commit().await?;
             outbox_id
         });

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{InsertedId, Store, StoreError, attachments::attach, is_unique_violation, now, on_pool};
+use super::{InsertedId, Store, StoreError, attachments::attach, insert_outbox, is_unique_violation, now, on_pool};
 use crate::domain::{ClientId, FileId, GroupId, MessageBody, MessageId, UserId};
 
 /// Records in the open transaction `$tx` the mentions of `$message` (a stored group message):
@@ -256,12 +256,7 @@ impl Store {
                     // What others see: the job carries no client id of an anonymous question.
                     let shown = Message { client_id: None, ..message.clone() };
                     let job = job(if anonymous { &shown } else { &message });
-                    let outbox_id = sqlx::query("INSERT INTO outbox (job, created_at) VALUES (?, ?)")
-                        .bind(&job)
-                        .bind(message.created_at)
-                        .execute(&mut *tx)
-                        .await?
-                        .inserted_id();
+                    let outbox_id = insert_outbox!(&mut *tx, &job, message.created_at);
                     tx.commit().await?;
                     Some((outbox_id, job))
                 }
@@ -338,13 +333,6 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn insert_outbox(&self, job: &str) -> Result<i64, StoreError> {
-        Ok(on_pool!(self, pool => {
-            sqlx::query("INSERT INTO outbox (job, created_at) VALUES (?, ?)")
-                .bind(job)
-                .bind(now())
-                .execute(pool)
-                .await?
-                .inserted_id()
-        }))
+        Ok(on_pool!(self, pool => insert_outbox!(pool, job, now())))
     }
 }

@@ -65,6 +65,21 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Writes broadcast job `$job` to the outbox on `$executor` (a transaction, `&mut *tx`, or a
+/// pool) at `$at`, and evaluates to its outbox id: the one statement every change that
+/// announces itself commits with.
+macro_rules! insert_outbox {
+    ($executor:expr, $job:expr, $at:expr) => {
+        sqlx::query("INSERT INTO outbox (job, created_at) VALUES (?, ?)")
+            .bind($job)
+            .bind($at)
+            .execute($executor)
+            .await?
+            .inserted_id()
+    };
+}
+pub(crate) use insert_outbox;
+
 /// Picks the statement text for the live dialect.
 macro_rules! dialect {
     ($store:expr, mysql: $my:expr, sqlite: $lite:expr $(,)?) => {
