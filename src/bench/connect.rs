@@ -36,9 +36,91 @@ pub(super) fn proc_status(pid: u32, field: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no {field} for process {pid}"))
 }
 
+/// Which protocol a workload's connections speak (`--protocol`, `--eio`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProtocolArgs {
+    /// `pusher` (`/app/{key}`, private channels signed with the app secret) or `socketio`
+    /// (`/socket.io/`, laravel-echo's socket.io protocol over the WebSocket transport, public
+    /// channels: it runs against laravel-echo-server as well).
+    #[arg(long, value_enum, default_value_t = Protocol::Pusher)]
+    pub protocol: Protocol,
+    /// With `--protocol socketio`: the Engine.IO version, 3 (socket.io 2.x servers such as
+    /// laravel-echo-server) or 4 (socket.io 3 and 4).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(3..=4))]
+    pub eio: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    Pusher,
+    Socketio,
+}
+
+impl ProtocolArgs {
+    pub(super) fn dialect(&self, app: &Arc<PusherApp>) -> Dialect {
+        match self.protocol {
+            Protocol::Pusher => Dialect::Pusher(app.clone()),
+            Protocol::Socketio => Dialect::SocketIo { eio: self.eio },
+        }
+    }
+
+    /// The same flags, for a helper process of the tool.
+    pub(super) fn to_args(&self) -> [String; 4] {
+        let protocol = match self.protocol {
+            Protocol::Pusher => "pusher",
+            Protocol::Socketio => "socketio",
+        };
+        [
+            "--protocol".into(),
+            protocol.into(),
+            "--eio".into(),
+            self.eio.to_string(),
+        ]
+    }
+}
+
+/// How the tool's connections speak.
+#[derive(Clone)]
+pub(super) enum Dialect {
+    /// The Pusher protocol at `/app/{key}`; private and presence channels signed with the app's
+    /// secret.
+    Pusher(Arc<PusherApp>),
+    /// laravel-echo's socket.io protocol at `/socket.io/` over Engine.IO `eio` (3 or 4), public
+    /// channels only.
+    SocketIo { eio: u8 },
+}
+
+/// An open connection of either dialect.
+pub(super) enum Conn {
+    Pusher(Ws),
+    SocketIo(super::socketio::SocketIo),
+}
+
+impl Conn {
+    /// The next event's text, with keep-alives answered (and, for Engine.IO 3, sent) meanwhile;
+    /// `None` once the connection closed.
+    pub async fn next_event(&mut self) -> Option<tokio_tungstenite::tungstenite::Utf8Bytes> {
+        match self {
+            Self::SocketIo(s) => s.next_event().await,
+            Self::Pusher(ws) => loop {
+                let Ok(Message::Text(text)) = ws.next().await? else {
+                    continue;
+                };
+                if text.contains("pusher:ping") {
+                    ws.send(Message::text(r#"{"event":"pusher:pong","data":{}}"#))
+                        .await
+                        .ok()?;
+                    continue;
+                }
+                return Some(text);
+            },
+        }
+    }
+}
+
 /// What opening many connections gave.
 pub(super) struct Opened {
-    pub sockets: Vec<Ws>,
+    pub sockets: Vec<Conn>,
     pub failed: usize,
     pub seconds: f64,
 }
@@ -48,7 +130,7 @@ pub(super) struct Opened {
 /// stderr, the first failures too.
 pub(super) async fn open_many(
     server: SocketAddr,
-    app: Arc<PusherApp>,
+    dialect: Dialect,
     count: usize,
     sources: u8,
     subscriptions: impl Fn(usize) -> Vec<(String, Option<String>)>,
@@ -58,9 +140,20 @@ pub(super) async fn open_many(
     let mut opening = Vec::with_capacity(count);
     for i in 0..count {
         let permit = limit.clone().acquire_owned().await?;
-        let (app, channels) = (app.clone(), subscriptions(i));
+        let (dialect, channels) = (dialect.clone(), subscriptions(i));
         opening.push(tokio::spawn(async move {
-            let ws = open(server, source_address(i, sources), &app, &channels).await;
+            let source = source_address(i, sources);
+            let ws = match dialect {
+                Dialect::Pusher(app) => open(server, source, &app, &channels).await.map(Conn::Pusher),
+                Dialect::SocketIo { eio } => {
+                    let channels: Vec<String> = channels.into_iter().map(|(c, _)| c).collect();
+                    let ws = upgrade(server, source, &super::socketio::path(eio)).await;
+                    match ws {
+                        Ok(ws) => super::socketio::handshake(ws, eio, &channels).await.map(Conn::SocketIo),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
             drop(permit);
             ws
         }));
@@ -102,15 +195,8 @@ pub(super) async fn open(
     app: &PusherApp,
     subscriptions: &[(String, Option<String>)],
 ) -> anyhow::Result<Ws> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(source, 0))?;
-    let stream = socket.connect(server).await?;
-    let url = format!(
-        "ws://{server}/app/{}?protocol=7&client=chatbox-bench&version=1.0",
-        app.key
-    );
-    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
+    let path = format!("/app/{}?protocol=7&client=chatbox-bench&version=1.0", app.key);
+    let mut ws = upgrade(server, source, &path).await?;
     let hello = next_text(&mut ws).await?;
     let socket_id = serde_json::from_str::<Value>(hello["data"].as_str().unwrap_or("{}"))?["socket_id"]
         .as_str()
@@ -130,6 +216,17 @@ pub(super) async fn open(
             _ => {}
         }
     }
+    Ok(ws)
+}
+
+/// A WebSocket to `path` on `server`, from `source`.
+async fn upgrade(server: SocketAddr, source: IpAddr, path: &str) -> anyhow::Result<Ws> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = socket.connect(server).await?;
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(format!("ws://{server}{path}"), stream, Some(config)).await?;
     Ok(ws)
 }
 

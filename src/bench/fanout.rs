@@ -4,6 +4,11 @@
 //! the latency of each delivery. Measures deliveries per second, latency percentiles, and counts
 //! deliveries lost.
 //!
+//! With `--protocol socketio` the subscribers are socket.io connections (laravel-echo's protocol)
+//! on a public channel and the events are published through Redis as Laravel's Redis broadcaster
+//! publishes them (`--redis-url`, `--redis-prefix`): the same run then measures chatbox's
+//! socket.io side or laravel-echo-server itself.
+//!
 //! Two ways to pace: `--rate R` sends R events per second on a schedule; `--rate 0` sends as fast
 //! as the server delivers, keeping at most `--window` events not yet delivered to every subscriber
 //! (so the figure is what the server sustains, not how deep its queues are).
@@ -17,17 +22,15 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::Context;
 use clap::Args;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::{
     Report,
-    connect::{Opened, open_many},
+    connect::{Opened, Protocol, ProtocolArgs, open_many},
+    socketio::{LaravelPublisher, resolve},
     stats::Summary,
 };
 use crate::{
@@ -62,9 +65,20 @@ pub struct FanoutArgs {
     /// Size of each event's data in bytes.
     #[arg(long, default_value_t = 200)]
     pub size: usize,
-    /// The channel (a private one is signed with the app secret).
-    #[arg(long, default_value = "private-bench.fanout")]
-    pub channel: String,
+    /// The channel (a private one is signed with the app secret); default
+    /// `private-bench.fanout`, or `bench.fanout` with `--protocol socketio` (public).
+    #[arg(long)]
+    pub channel: Option<String>,
+    #[command(flatten)]
+    pub protocol: ProtocolArgs,
+    /// Publish through this Redis as Laravel's Redis broadcaster does, instead of the Pusher
+    /// HTTP API (needed with `--protocol socketio`).
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// The prefix the server reads Laravel's broadcasts under (chatbox: `REDIS_BROADCAST_PREFIX`;
+    /// laravel-echo-server: `databaseConfig.redis.keyPrefix`).
+    #[arg(long, default_value = "")]
+    pub redis_prefix: String,
     /// Source addresses 127.0.0.1 … 127.0.0.N to spread the connections over.
     #[arg(long, default_value_t = 16)]
     pub sources: u8,
@@ -75,6 +89,8 @@ pub struct FanoutArgs {
 
 /// The event name the subscribers look for.
 const EVENT: &str = "bench-fanout";
+/// Published before the run until every subscriber received one.
+const WARM_UP: &str = "bench-warm-up";
 
 /// Microseconds since the Unix epoch (the tool and the server share a clock here).
 fn now_micros() -> u64 {
@@ -83,11 +99,16 @@ fn now_micros() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// The number after `\"{key}\":` in a frame's text (the data is a JSON string inside the frame, so
-/// its quotes are escaped). A scan, not a parse: the tool must read frames faster than the server
+/// The number after `\"{key}\":` in a frame's text, or after `"{key}":` when not `escaped` (a
+/// Pusher frame carries its data as a JSON string, so its quotes are escaped; a socket.io packet
+/// carries it as JSON). A scan, not a parse: the tool must read frames faster than the server
 /// under test writes them.
-fn escaped_number(text: &str, key: &str) -> Option<u64> {
-    let pattern = format!("\\\"{key}\\\":");
+fn number_after(text: &str, key: &str, escaped: bool) -> Option<u64> {
+    let pattern = if escaped {
+        format!("\\\"{key}\\\":")
+    } else {
+        format!("\"{key}\":")
+    };
     let at = text.find(&pattern)? + pattern.len();
     let digits = text[at..].bytes().take_while(u8::is_ascii_digit).count();
     text[at..at + digits].parse().ok()
@@ -118,56 +139,72 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
         "--subscribers and --events must be positive"
     );
     anyhow::ensure!(args.size >= 64, "--size must be at least 64 bytes");
+    let socketio = args.protocol.protocol == Protocol::Socketio;
+    let channel = args.channel.clone().unwrap_or_else(|| {
+        if socketio {
+            "bench.fanout"
+        } else {
+            "private-bench.fanout"
+        }
+        .to_owned()
+    });
+    let laravel = match &args.redis_url {
+        Some(url) => Some(LaravelPublisher::connect(url, &args.redis_prefix, &channel).await?),
+        None => None,
+    };
+    anyhow::ensure!(
+        !socketio || (laravel.is_some() && !channel.starts_with("private-") && !channel.starts_with("presence-")),
+        "--protocol socketio subscribes a public channel and publishes through Redis: give --redis-url \
+         (and --redis-prefix) and a public --channel"
+    );
     let base = args.url.trim_end_matches('/').to_owned();
-    let ws_addr: SocketAddr = tokio::net::lookup_host(base.trim_start_matches("http://"))
-        .await?
-        .next()
-        .with_context(|| format!("cannot resolve {base}"))?;
+    let ws_addr: SocketAddr = resolve(&base).await?;
     let app = Arc::new(PusherApp {
         id: args.app_id.clone(),
         key: args.app_key.clone(),
         secret: Secret::new(args.app_secret.clone()),
     });
     let stop = CancellationToken::new();
-    let channel = args.channel.clone();
-    let Opened { sockets, failed, .. } = open_many(ws_addr, app.clone(), args.subscribers, args.sources, |_| {
+    let dialect = args.protocol.dialect(&app);
+    let Opened { sockets, failed, .. } = open_many(ws_addr, dialect, args.subscribers, args.sources, |_| {
         vec![(channel.clone(), None)]
     })
     .await?;
     anyhow::ensure!(!sockets.is_empty(), "no subscriber could connect");
     let subscribers = sockets.len();
-    eprintln!(
-        "fanout: {subscribers} subscribers on {} ({failed} failed)",
-        args.channel
-    );
+    eprintln!("fanout: {subscribers} subscribers on {channel} ({failed} failed)");
     let progress = Arc::new(Progress {
         delivered: (0..args.events).map(|_| AtomicU32::new(0)).collect(),
         subscribers: subscribers as u32,
         complete: AtomicUsize::new(0),
         changed: Notify::new(),
     });
+    // Subscribers that saw a warm-up event (socket.io confirms no public subscription: the
+    // run starts once every subscriber is seen to receive).
+    let warm = Arc::new(AtomicUsize::new(0));
     let readers: Vec<_> = sockets
         .into_iter()
-        .map(|mut ws| {
-            let (progress, stop) = (progress.clone(), stop.clone());
+        .map(|mut conn| {
+            let (progress, stop, warm) = (progress.clone(), stop.clone(), warm.clone());
             tokio::spawn(async move {
-                let (mut latencies, mut last) = (Vec::<u32>::new(), 0u64);
+                let (mut latencies, mut last, mut warmed) = (Vec::<u32>::new(), 0u64, false);
                 loop {
-                    let msg = tokio::select! {
+                    let text = tokio::select! {
                         _ = stop.cancelled() => break,
-                        msg = ws.next() => msg,
+                        text = conn.next_event() => text,
                     };
-                    let Some(Ok(msg)) = msg else { break };
-                    let Message::Text(text) = msg else { continue };
+                    let Some(text) = text else { break };
                     if !text.contains(EVENT) {
-                        if text.contains("pusher:ping") {
-                            let _ = ws.send(Message::text(r#"{"event":"pusher:pong","data":{}}"#)).await;
+                        if !warmed && text.contains(WARM_UP) {
+                            warmed = true;
+                            warm.fetch_add(1, Ordering::Relaxed);
                         }
                         continue;
                     }
                     let at = now_micros();
                     last = at;
-                    if let (Some(sent), Some(n)) = (escaped_number(&text, "t"), escaped_number(&text, "n")) {
+                    let number = |key| number_after(&text, key, !socketio);
+                    if let (Some(sent), Some(n)) = (number("t"), number("n")) {
                         latencies.push(at.saturating_sub(sent).min(u64::from(u32::MAX)) as u32);
                         progress.record(n as usize);
                     }
@@ -176,6 +213,21 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
             })
         })
         .collect();
+    if let Some(laravel) = &laravel
+        && socketio
+    {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while warm.load(Ordering::Relaxed) < subscribers {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "only {} of {subscribers} subscribers received anything in 30 s: are they subscribed?",
+                warm.load(Ordering::Relaxed)
+            );
+            laravel.publish(WARM_UP, "{}").await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let laravel = laravel.map(Arc::new);
 
     let http = reqwest::Client::new();
     let path = format!("/apps/{}/events", app.id);
@@ -211,24 +263,35 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
         let head = format!("{{\"t\":{},\"n\":{n},\"p\":\"", now_micros());
         let pad = args.size.saturating_sub(head.len() + 2);
         let data = format!("{head}{}\"}}", &padding[..pad]);
-        let body = json!({ "name": EVENT, "channel": args.channel, "data": data }).to_string();
-        let query = sign_request(&app, &path, body.as_bytes(), (now_micros() / 1_000_000) as i64);
-        // Triggers go out concurrently: a server that answers slowly must not pace the run.
-        let request = http
-            .post(format!("{base}{path}?{query}"))
-            .header("content-type", "application/json")
-            .body(body);
         let refused = refused.clone();
-        triggers.push(tokio::spawn(async move {
-            let failure = match request.send().await {
-                Ok(res) if res.status().is_success() => return,
-                Ok(res) => format!("{}: {}", res.status(), res.text().await.unwrap_or_default()),
-                Err(e) => e.to_string(),
-            };
-            if refused.fetch_add(1, Ordering::Relaxed) < 3 {
-                eprintln!("fanout: trigger failed: {failure}");
-            }
-        }));
+        if let Some(laravel) = &laravel {
+            let laravel = laravel.clone();
+            triggers.push(tokio::spawn(async move {
+                if let Err(e) = laravel.publish(EVENT, &data).await
+                    && refused.fetch_add(1, Ordering::Relaxed) < 3
+                {
+                    eprintln!("fanout: publish failed: {e:#}");
+                }
+            }));
+        } else {
+            let body = json!({ "name": EVENT, "channel": channel, "data": data }).to_string();
+            let query = sign_request(&app, &path, body.as_bytes(), (now_micros() / 1_000_000) as i64);
+            // Triggers go out concurrently: a server that answers slowly must not pace the run.
+            let request = http
+                .post(format!("{base}{path}?{query}"))
+                .header("content-type", "application/json")
+                .body(body);
+            triggers.push(tokio::spawn(async move {
+                let failure = match request.send().await {
+                    Ok(res) if res.status().is_success() => return,
+                    Ok(res) => format!("{}: {}", res.status(), res.text().await.unwrap_or_default()),
+                    Err(e) => e.to_string(),
+                };
+                if refused.fetch_add(1, Ordering::Relaxed) < 3 {
+                    eprintln!("fanout: trigger failed: {failure}");
+                }
+            }));
+        }
         if last_progress.elapsed() >= Duration::from_secs(1) {
             eprintln!(
                 "fanout: {} of {} events sent, {} delivered to everyone",
@@ -267,8 +330,15 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
     } else {
         format!("maximal rate (window {})", args.window)
     };
+    let via = if socketio {
+        format!("socket.io (Engine.IO {}), published through Redis", args.protocol.eio)
+    } else if laravel.is_some() {
+        "Pusher protocol, published through Redis".to_owned()
+    } else {
+        "Pusher protocol, triggered through the HTTP API".to_owned()
+    };
     let table = format!(
-        "fanout: {} events of {} B on one channel × {subscribers} subscribers at {pace}\n\
+        "fanout ({via}): {} events of {} B on one channel × {subscribers} subscribers at {pace}\n\
          {expected} deliveries expected, {delivered} delivered, {lost} lost, {refused} triggers refused; \
          {per_second:.0} deliveries/s ({:.0} events/s)\n{:<28} {:>9} {:>9} {:>9} {:>9}\n{}",
         args.events,
@@ -285,6 +355,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
         table,
         json: json!({
             "workload": "fanout",
+            "via": via,
             "events": args.events,
             "size": args.size,
             "subscribers": subscribers,
@@ -306,8 +377,12 @@ mod tests {
     #[test]
     fn reads_numbers_from_the_escaped_data() {
         let frame = r#"{"event":"bench-fanout","channel":"c","data":"{\"t\":1732000000123456,\"n\":42,\"p\":\"xx\"}"}"#;
-        assert_eq!(escaped_number(frame, "t"), Some(1_732_000_000_123_456));
-        assert_eq!(escaped_number(frame, "n"), Some(42));
-        assert_eq!(escaped_number(frame, "q"), None);
+        assert_eq!(number_after(frame, "t", true), Some(1_732_000_000_123_456));
+        assert_eq!(number_after(frame, "n", true), Some(42));
+        assert_eq!(number_after(frame, "q", true), None);
+        let packet = r#"42["bench-fanout","bench.fanout",{"t":1732000000123456,"n":7,"p":"xx"}]"#;
+        assert_eq!(number_after(packet, "t", false), Some(1_732_000_000_123_456));
+        assert_eq!(number_after(packet, "n", false), Some(7));
+        assert_eq!(number_after(packet, "n", true), None);
     }
 }

@@ -11,15 +11,13 @@ use std::{
 };
 
 use clap::Args;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::{
     Report,
     client::Server,
-    connect::{Opened, open_many},
+    connect::{Dialect, Opened, open_many},
     stats::Summary,
 };
 use crate::config::{PusherApp, Secret};
@@ -64,15 +62,15 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
     });
     let (tx, mut arrivals) = mpsc::unbounded_channel::<(i64, Instant)>();
     let first_user = args.first_user;
-    let Opened { sockets, .. } = open_many(ws_addr, app, args.connections, args.sources, |i| {
+    let Opened { sockets, .. } = open_many(ws_addr, Dialect::Pusher(app), args.connections, args.sources, |i| {
         vec![(format!("private-group.message.{}", first_user + i), None)]
     })
     .await?;
     let online = sockets.len();
-    for mut ws in sockets {
+    for mut conn in sockets {
         let tx = tx.clone();
         tokio::spawn(async move {
-            while let Some(Ok(Message::Text(t))) = ws.next().await {
+            while let Some(t) = conn.next_event().await {
                 let at = Instant::now();
                 let Ok(frame) = serde_json::from_str::<Value>(&t) else {
                     continue;

@@ -1,5 +1,7 @@
 //! `idle`: N connections, each subscribed to its two private channels and `presence-online`, held
-//! open; the server's resident memory before and after gives bytes per idle connection.
+//! open; the server's resident memory before and after gives bytes per idle connection. With
+//! `--protocol socketio` the connections are socket.io ones, each on two public channels of its
+//! own (no presence), so the same figure can be taken of laravel-echo-server.
 //! Subscriptions are signed here with the app secret (as a server-side auth endpoint would), so
 //! the workload runs against any Pusher-protocol server. Connections are spread over 127.0.0.x
 //! source addresses (a per-address connection cap, and ephemeral ports, are per address).
@@ -12,13 +14,11 @@ use std::{
 
 use anyhow::Context;
 use clap::Args;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::{
     Report,
-    connect::{open_many, proc_status},
+    connect::{Protocol, ProtocolArgs, open_many, proc_status},
 };
 use crate::config::{PusherApp, Secret};
 
@@ -52,6 +52,8 @@ pub struct IdleArgs {
     /// channel is announced to every member: its cost grows with the square of the members).
     #[arg(long)]
     pub no_presence: bool,
+    #[command(flatten)]
+    pub protocol: ProtocolArgs,
     /// Seconds to keep the connections open after the measurement.
     #[arg(long, default_value_t = 0)]
     pub hold_secs: u64,
@@ -79,13 +81,19 @@ struct Tally {
 async fn establish(
     server: SocketAddr,
     app: Arc<PusherApp>,
+    protocol: &ProtocolArgs,
     count: usize,
     first_user: usize,
     sources: u8,
     presence: bool,
 ) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Tally)> {
-    let opened = open_many(server, app, count, sources, |i| {
-        user_subscriptions(first_user + i, presence)
+    let socketio = protocol.protocol == Protocol::Socketio;
+    let opened = open_many(server, protocol.dialect(&app), count, sources, |i| {
+        if socketio {
+            public_subscriptions(first_user + i)
+        } else {
+            user_subscriptions(first_user + i, presence)
+        }
     })
     .await?;
     let tally = Tally {
@@ -96,16 +104,10 @@ async fn establish(
     let held = opened
         .sockets
         .into_iter()
-        .map(|mut ws| {
+        .map(|mut conn| {
             tokio::spawn(async move {
-                // Stay connected: answer pings until the run ends.
-                while let Some(Ok(msg)) = ws.next().await {
-                    if let Message::Text(t) = msg
-                        && t.contains("pusher:ping")
-                    {
-                        let _ = ws.send(Message::text(r#"{"event":"pusher:pong","data":{}}"#)).await;
-                    }
-                }
+                // Stay connected: keep-alives are answered (or sent) until the run ends.
+                while conn.next_event().await.is_some() {}
             })
         })
         .collect();
@@ -130,12 +132,13 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
         key: args.app_key.clone(),
         secret: Secret::new(args.app_secret.clone()),
     });
-    let presence = !args.no_presence;
+    let presence = !args.no_presence && args.protocol.protocol == Protocol::Pusher;
     // All the connections from this process, to the first server.
     let here = || {
         establish(
             args.server[0],
             app.clone(),
+            &args.protocol,
             args.connections,
             args.first_user,
             args.sources,
@@ -187,6 +190,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
                     &first_user.to_string(),
                 ])
                 .args(["--sources", &args.sources.to_string()])
+                .args(args.protocol.to_args())
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
                 .kill_on_drop(true);
@@ -227,8 +231,13 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
     let per_connection = grown as f64 / open.max(1) as f64;
     let mut table = format!(
         "idle: {open} connections open ({failures} failed) in {establish_secs:.2} s over {processes} tool process(es), \
-         each on 2 private channels{}\n",
-        if args.no_presence { "" } else { " + presence" },
+         each on 2 {} channels{}\n",
+        if presence || args.protocol.protocol == Protocol::Pusher {
+            "private"
+        } else {
+            "public socket.io"
+        },
+        if presence { " + presence" } else { "" },
     );
     let mut nodes = Vec::new();
     for (i, server) in args.server.iter().enumerate() {
@@ -253,6 +262,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
         json: json!({
             "workload": "idle",
             "presence": presence,
+            "protocol": format!("{:?}", args.protocol.protocol).to_lowercase(),
             "connections": open,
             "failed": failures,
             "establish_seconds": establish_secs,
@@ -260,6 +270,11 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
             "nodes": nodes,
         }),
     })
+}
+
+/// Two public channels of user `user`'s own (for socket.io connections, which sign nothing).
+fn public_subscriptions(user: usize) -> Vec<(String, Option<String>)> {
+    ["a", "b"].map(|c| (format!("bench-idle.{user}.{c}"), None)).into()
 }
 
 /// User `user`'s two private channels, and `presence-online` with its channel data if `presence`.

@@ -1,5 +1,6 @@
-//! `chatbox bench`: a load tool that speaks the Pusher protocol itself, for measuring a running
-//! server (chatbox or any Pusher-protocol peer) from outside. Results are printed as a table a
+//! `chatbox bench`: a load tool that speaks the Pusher protocol itself (and, for `idle` and
+//! `fanout`, laravel-echo's socket.io protocol), for measuring a running server (chatbox, any
+//! Pusher-protocol peer, or laravel-echo-server) from outside. Results are printed as a table a
 //! person reads, or as JSON with `--json`; progress goes to stderr while it runs.
 
 mod backlog;
@@ -11,6 +12,7 @@ mod fanout_all;
 mod idle;
 mod longpoll;
 mod presence;
+mod socketio;
 mod stats;
 
 use clap::{Args, Subcommand};
