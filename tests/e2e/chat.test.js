@@ -6,21 +6,16 @@ import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { deflateSync } from 'node:zlib';
-import { after, before, describe } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 
 import {
   ADMIN_EMAIL,
-  conv,
   docsScreenshotDir,
   launchBrowser,
-  person,
-  scenario,
   screenshotDir,
-  signUpInPage,
   sleep,
   startServer,
   waitUntil,
-  watchPage,
 } from './helpers.js';
 
 const VIEWPORT = { width: 1000, height: 640 };
@@ -33,6 +28,7 @@ const dialogs = [];
 const pageErrors = [];
 const acks = {}; // label -> bodies of POST /api/delivery/ack
 const reads = {}; // label -> paths of answered POST …/read
+let broken = null; // the first failed step: later steps are skipped
 
 const ann = { name: 'Ann Lee', email: 'ann@example.com', password: 'ann-password-1' };
 const bob = { name: 'Bob Stone', email: 'bob@example.com', password: 'bob-password-1' };
@@ -44,7 +40,21 @@ const admin = { name: 'Admin', email: ADMIN_EMAIL, password: 'admin-password-1' 
 const bobNet = { down: false, routes: [], held: [] };
 
 /** A step that is skipped once an earlier one failed, so the first failure is the one reported. */
-const step = scenario(() => server);
+function step(name, fn) {
+  it(name, async (t) => {
+    if (broken) {
+      t.skip(`skipped: "${broken}" failed`);
+      return;
+    }
+    try {
+      await fn(t);
+    } catch (e) {
+      broken = name;
+      if (server) e.message += `\n--- last server log lines ---\n${server.logTail(40)}`;
+      throw e;
+    }
+  });
+}
 
 async function shot(page, name) {
   await page.screenshot({ path: path.join(shots, `${name}.png`) });
@@ -54,7 +64,11 @@ async function openBrowserFor(user, label, { routeWs } = {}) {
   const ctx = await browser.newContext({ viewport: VIEWPORT, deviceScaleFactor: 1 });
   if (routeWs) await routeWs(ctx);
   const page = await ctx.newPage();
-  watchPage(page, label, { dialogs, pageErrors });
+  page.on('dialog', (d) => {
+    dialogs.push(`${label}: ${d.type()} "${d.message()}"`);
+    d.dismiss().catch(() => {});
+  });
+  page.on('pageerror', (e) => pageErrors.push(`${label}: ${e.message}`));
   acks[label] = [];
   reads[label] = [];
   page.on('response', (r) => {
@@ -74,9 +88,27 @@ async function connected(page, timeout = 15_000) {
   await page.locator('#conn-state[data-state="connected"]').waitFor({ timeout });
 }
 
-async function signUpAs(user) {
-  await signUpInPage(user.page, user);
-  assert.equal(await user.page.textContent('#me-name'), user.name);
+async function signUpInPage(user) {
+  const { page } = user;
+  await page.click('#tab-register');
+  await page.fill('#register-name', user.name);
+  await page.fill('#register-email', user.email);
+  await page.fill('#register-password', user.password);
+  await page.click('#register-submit');
+  await page.locator('#chat-view').waitFor();
+  assert.equal(await page.textContent('#me-name'), user.name);
+  await connected(page);
+  const me = await page.evaluate(() => fetch('/api/me').then((r) => r.json()));
+  user.id = me.user.id;
+}
+
+/** The sidebar entry of a conversation, by its exact name. */
+function conv(page, name) {
+  return page.locator('#conversation-list .conv-item').filter({ has: page.locator('.conv-name').getByText(name, { exact: true }) });
+}
+
+function person(page, name) {
+  return page.locator('#user-list .user-item').filter({ has: page.locator('.user-name').getByText(name, { exact: true }) });
 }
 
 function messageBody(page, text) {
@@ -200,7 +232,7 @@ describe('chatbox in the browser', () => {
           bobNet.routes.push({ ws, upstream });
         }),
     });
-    await signUpAs(bob);
+    await signUpInPage(bob);
     await person(ann.page, bob.name).and(ann.page.locator('.online')).waitFor();
     await shot(ann.page, '04-ann-sees-bob-online');
   });
@@ -241,7 +273,7 @@ describe('chatbox in the browser', () => {
 
   step('a group created in the page reaches its third member', async () => {
     await openBrowserFor(cat, 'cat');
-    await signUpAs(cat);
+    await signUpInPage(cat);
 
     await ann.page.click('#new-group');
     await ann.page.fill('#group-name', 'Project X');
@@ -503,7 +535,7 @@ describe('chatbox in the browser', () => {
 
   step('the admin sees who is online on /admin', async () => {
     const page = await openBrowserFor(admin, 'admin');
-    await signUpAs(admin);
+    await signUpInPage(admin);
     assert.ok(await page.locator('#admin-link').isHidden(), 'signing up makes nobody admin');
     assert.match(server.grantAdmin(admin.email), /is now an admin/);
     await page.reload();

@@ -18,8 +18,6 @@ import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { it } from 'node:test';
-
 import { chromium } from 'playwright-core';
 
 import { REPO, binaryPath, startChatbox } from '../support/server.js';
@@ -133,60 +131,4 @@ export async function waitUntil(fn, what, timeoutMs = 10_000) {
     }
     await sleep(100);
   }
-}
-
-/**
- * The steps of one scenario, run in order: once a step fails the later ones are skipped (they
- * build on it), and the failure carries the server's last log lines. `server()` returns the
- * running server, when there is one yet.
- */
-export function scenario(server) {
-  let broken = null;
-  return function step(name, fn) {
-    it(name, async (t) => {
-      if (broken) {
-        t.skip(`skipped: "${broken}" failed`);
-        return;
-      }
-      try {
-        await fn(t);
-      } catch (e) {
-        broken = name;
-        if (server()) e.message += `\n--- last server log lines ---\n${server().logTail(40)}`;
-        throw e;
-      }
-    });
-  };
-}
-
-/** Records the page's dialogs (dismissed) and uncaught errors, each prefixed with `label`. */
-export function watchPage(page, label, { dialogs, pageErrors }) {
-  page.on('dialog', (d) => {
-    dialogs.push(`${label}: ${d.type()} "${d.message()}"`);
-    d.dismiss().catch(() => {});
-  });
-  page.on('pageerror', (e) => pageErrors.push(`${label}: ${e.message}`));
-}
-
-/** Signs `user` up through the page's register form; waits until the socket is connected and sets `user.id`. */
-export async function signUpInPage(page, user) {
-  await page.click('#tab-register');
-  await page.fill('#register-name', user.name);
-  await page.fill('#register-email', user.email);
-  await page.fill('#register-password', user.password);
-  await page.click('#register-submit');
-  await page.locator('#chat-view').waitFor();
-  await page.locator('#conn-state[data-state="connected"]').waitFor({ timeout: 15_000 });
-  const me = await page.evaluate(() => fetch('/api/me').then((r) => r.json()));
-  user.id = me.user.id;
-}
-
-/** The sidebar entry of a conversation, by its exact name. */
-export function conv(page, name) {
-  return page.locator('#conversation-list .conv-item').filter({ has: page.locator('.conv-name').getByText(name, { exact: true }) });
-}
-
-/** The people list's entry of a user, by exact name. */
-export function person(page, name) {
-  return page.locator('#user-list .user-item').filter({ has: page.locator('.user-name').getByText(name, { exact: true }) });
 }
