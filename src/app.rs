@@ -125,6 +125,10 @@ impl App {
             None => Limiter::local(),
         };
         let limits = Arc::new(limits);
+        let presence_limits = crate::presence::Limits {
+            max_members: config.presence_max_members,
+            connections_per_ip: config.max_connections_per_ip,
+        };
         let presence = match &delivery.redis {
             Some(client) => Presence::redis(
                 redis::aio::ConnectionManager::new_with_config(
@@ -135,12 +139,11 @@ impl App {
                 .context("connecting to Redis (REDIS_URL)")?,
                 &config.redis_prefix,
                 delivery.bus.clone(),
-                hub.clone(),
-                config.presence_max_members,
+                presence_limits,
             )
             .await
             .context("registering this node's presence in Redis (REDIS_URL)")?,
-            None => Presence::local(delivery.bus.clone(), hub.clone(), config.presence_max_members),
+            None => Presence::local(delivery.bus.clone(), presence_limits),
         };
         let listener = TcpListener::bind(config.bind)
             .await

@@ -67,6 +67,10 @@ pub enum Target {
     /// Not an event: every socket of this user (on its own channels or present as it) is closed
     /// with 4009, after its credentials were revoked (logout).
     SignOut { user: UserId },
+    /// Not an event: a member change of this presence channel (every presence channel: `None`)
+    /// may not have reached every node, or Redis lost the channel's versions; each node sends its
+    /// subscribers there a fresh member list, which clients take as a reset.
+    MembersReset { channel: Option<String> },
 }
 
 /// One event for many sockets, encoded once for all of them.

@@ -85,15 +85,14 @@ async fn presence(State(state): State<AppState>, caller: Option<CurrentUser>) ->
 #[utoipa::path(get, path = "/api/admin/stats", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "live figures"), (status = 401, description = "not signed in"), (status = 403, description = "not an admin")))]
 async fn stats(State(state): State<AppState>, caller: Option<CurrentUser>) -> Result<Json<Value>, ApiError> {
     admin(caller)?;
-    let hub = state.ws.hub.stats();
     let (db_connections, db_connections_idle) = state.store.pool_usage();
     let queue_depth = match state.queue.depth().await {
         Ok(d) => Value::from(d),
         Err(_) => Value::Null,
     };
     Ok(Json(json!({
-        "connections": hub.connections,
-        "channels": hub.channels,
+        "connections": state.ws.presence.connections(),
+        "channels": state.ws.hub.channels(),
         "messages_per_second": state.metrics.messages_per_second(),
         "messages_total": state.metrics.messages_total(),
         "queue_depth": queue_depth,

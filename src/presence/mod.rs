@@ -13,13 +13,20 @@
 //! - with Redis, each node renews a lease every [`HEARTBEAT`]; the nodes sweep the sockets of a
 //!   node whose lease expired ([`redis::LEASE_TTL`]) through the same change that removes a
 //!   leaving socket, so its members leave within 12 s of its last renewal; a node whose lease or
-//!   data Redis lost (flush, restart, cut off) re-registers its own sockets at its next heartbeat.
+//!   data Redis lost (flush, restart, cut off) re-registers its own sockets at its next heartbeat;
+//! - lists are repaired, not trusted: a member change that could not be announced, or a
+//!   re-registration after Redis lost the node's lease, makes every node send its subscribers
+//!   there a fresh member list ([`Target::MembersReset`]), as does a node that missed bus messages
+//!   (the hub, after its subscription was cut);
+//! - the per-address connection cap counts every node's connections ([`addresses`]).
 
+pub mod addresses;
 pub mod local;
 pub mod redis;
 
 use std::{
     collections::{HashMap, HashSet},
+    net::IpAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -32,7 +39,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use self::{local::Registry, redis::RedisPresence};
+use self::{addresses::Addresses, local::Registry, redis::RedisPresence};
 use crate::{
     broadcast::{
         Broadcast, Target,
@@ -41,7 +48,6 @@ use crate::{
     bus::Bus,
     domain::ChannelName,
     protocol::frames,
-    ws::hub::Hub,
 };
 
 /// How often a node renews its lease and looks for dead nodes to sweep.
@@ -51,6 +57,27 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(50);
 /// Most members one page of `GET /api/presence/{channel}/members` holds.
 pub const MAX_PAGE: usize = 1000;
+/// Most channels whose lost member changes wait for the next heartbeat's reset; past that, every
+/// presence channel is reset.
+const LOST_MAX: usize = 1024;
+
+/// How current a member list must be.
+#[derive(Debug, Clone, Copy)]
+pub enum Fresh {
+    /// Reflecting at least the change of this version (a socket that just joined).
+    AtLeast(u64),
+    /// Read after this moment (a reset: the versions may not be trusted).
+    ReadAfter(Instant),
+}
+
+/// What presence is configured with.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `PRESENCE_MAX_MEMBERS`: past it, `subscription_succeeded` carries the count only.
+    pub max_members: usize,
+    /// `MAX_CONNECTIONS_PER_IP`.
+    pub connections_per_ip: Option<u32>,
+}
 
 /// A present user as the member lists and the admin view show it.
 #[derive(Debug, Clone)]
@@ -86,6 +113,10 @@ pub enum PresenceError {
 pub struct Snapshot {
     /// The version of the last change it reflects.
     pub version: u64,
+    /// When its read began.
+    read_at: Instant,
+    /// Redis did not answer and this node's own view stood in.
+    partial: bool,
     pub count: usize,
     /// The encoded `subscription_succeeded`; `None` over the member limit (count only).
     frame: Option<Utf8Bytes>,
@@ -105,6 +136,44 @@ impl Snapshot {
     pub fn count_only(&self) -> bool {
         self.frame.is_none()
     }
+
+    fn is(&self, fresh: Fresh) -> bool {
+        match fresh {
+            Fresh::AtLeast(v) => self.version >= v,
+            Fresh::ReadAfter(t) => self.read_at >= t,
+        }
+    }
+}
+
+/// Channels whose member changes were not announced, reset at the next heartbeat: at most
+/// [`LOST_MAX`], and past that "all".
+#[derive(Debug, Default)]
+struct Lost {
+    channels: HashSet<ChannelName>,
+    all: bool,
+}
+
+impl Lost {
+    fn add(&mut self, channel: &ChannelName) {
+        if self.all || self.channels.contains(channel) {
+            return;
+        }
+        if self.channels.len() >= LOST_MAX {
+            self.channels.clear();
+            self.all = true;
+        } else {
+            self.channels.insert(channel.clone());
+        }
+    }
+
+    /// The resets to publish: every channel (`None`) or each listed one.
+    fn take(&mut self) -> Vec<Option<ChannelName>> {
+        if std::mem::take(&mut self.all) {
+            self.channels.clear();
+            return vec![None];
+        }
+        self.channels.drain().map(Some).collect()
+    }
 }
 
 /// The cached member list of one channel; `refresh` lets one reader at a time refresh it.
@@ -119,7 +188,10 @@ pub struct Presence {
     registry: Registry,
     redis: Option<RedisPresence>,
     bus: Bus,
-    hub: Arc<Hub>,
+    /// This node's open connections per client address.
+    addresses: Addresses,
+    /// `MAX_CONNECTIONS_PER_IP`.
+    address_cap: Option<u32>,
     /// This process's node id, new on every start.
     node: String,
     started: DateTime<Utc>,
@@ -129,12 +201,14 @@ pub struct Presence {
     stale: AtomicBool,
     /// Single changes take it shared; re-registration alone, so it sees a still picture.
     resync: tokio::sync::RwLock<()>,
+    /// Channels whose member changes were not announced (the bus failed).
+    lost: Mutex<Lost>,
 }
 
 impl Presence {
     /// Presence in this process.
-    pub fn local(bus: Bus, hub: Arc<Hub>, max_members: usize) -> Self {
-        Self::new(None, bus, hub, max_members)
+    pub fn local(bus: Bus, limits: Limits) -> Self {
+        Self::new(None, bus, limits)
     }
 
     /// Cluster-wide presence in Redis under `{prefix}presence:`, registered as a new node.
@@ -145,27 +219,28 @@ impl Presence {
         conn: ::redis::aio::ConnectionManager,
         prefix: &str,
         bus: Bus,
-        hub: Arc<Hub>,
-        max_members: usize,
+        limits: Limits,
     ) -> Result<Self, PresenceError> {
-        let p = Self::new(Some(RedisPresence::new(conn, prefix)), bus, hub, max_members);
+        let p = Self::new(Some(RedisPresence::new(conn, prefix)), bus, limits);
         p.renew().await?;
         tracing::info!(node = %p.node, "presence registered in Redis");
         Ok(p)
     }
 
-    fn new(redis: Option<RedisPresence>, bus: Bus, hub: Arc<Hub>, max_members: usize) -> Self {
+    fn new(redis: Option<RedisPresence>, bus: Bus, limits: Limits) -> Self {
         Self {
             registry: Registry::default(),
             redis,
             bus,
-            hub,
+            addresses: Addresses::default(),
+            address_cap: limits.connections_per_ip,
             node: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
             started: Utc::now(),
-            max_members,
+            max_members: limits.max_members,
             snapshots: Mutex::default(),
             stale: AtomicBool::new(false),
             resync: tokio::sync::RwLock::new(()),
+            lost: Mutex::default(),
         }
     }
 
@@ -177,6 +252,50 @@ impl Presence {
     /// Members past which `subscription_succeeded` carries the count only.
     pub fn max_members(&self) -> usize {
         self.max_members
+    }
+
+    /// Counts a connection from `ip` in, unless that address already holds
+    /// `MAX_CONNECTIONS_PER_IP` (on this node, and with Redis over the cluster); pair every
+    /// `true` with [`Presence::disconnected`]. When Redis fails the node's own count decides,
+    /// and Redis is given this node's counts again at the next heartbeat.
+    pub async fn admit(&self, ip: IpAddr) -> bool {
+        if !self.addresses.admit(ip, self.address_cap) {
+            return false;
+        }
+        let (Some(r), Some(cap)) = (&self.redis, self.address_cap) else {
+            return true;
+        };
+        let _shared = self.resync.read().await;
+        match r.admit_address(&self.node, ip, cap).await {
+            Ok(true) => true,
+            Ok(false) => {
+                self.addresses.release(ip);
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "connection counted on this node only; Redis gets its counts at the next heartbeat");
+                self.stale.store(true, Ordering::Relaxed);
+                true
+            }
+        }
+    }
+
+    /// Counts a connection from `ip` out (see [`Presence::admit`]).
+    pub async fn disconnected(&self, ip: IpAddr) {
+        self.addresses.release(ip);
+        let (Some(r), Some(_)) = (&self.redis, self.address_cap) else {
+            return;
+        };
+        let _shared = self.resync.read().await;
+        if let Err(e) = r.release_address(&self.node, ip).await {
+            tracing::warn!(error = %e, "connection not counted out in Redis; its counts are rewritten at the next heartbeat");
+            self.stale.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Open connections on this node.
+    pub fn connections(&self) -> usize {
+        self.addresses.total()
     }
 
     /// Counts a socket in on `channel` as `user`, announcing the user to every node when this is
@@ -251,14 +370,45 @@ impl Presence {
                 message_id: None,
             };
             if let Err(e) = self.bus.publish(&b).await {
-                tracing::warn!(error = %e, channel = %channel.as_str(), "member change not announced");
+                tracing::warn!(error = %e, channel = %channel.as_str(), "member change not announced; the channel's lists are reset at the next heartbeat");
+                self.lost.lock().unwrap_or_else(|p| p.into_inner()).add(channel);
             }
         }
     }
 
-    /// The member list of `channel` for a socket that joined at version `at_least`: the cached
-    /// one if it is that current, else a fresh one shared with everyone waiting for it.
-    pub async fn snapshot(&self, channel: &ChannelName, at_least: u64) -> Arc<Snapshot> {
+    /// Asks every node to send fresh member lists on the channels whose changes were not
+    /// announced; those whose reset fails too wait for the next heartbeat.
+    async fn reset_lost(&self) {
+        let resets = self.lost.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for channel in resets {
+            if let Err(e) = self.publish_reset(channel.as_ref()).await {
+                tracing::warn!(error = %e, "member lists not reset; retrying at the next heartbeat");
+                let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+                match &channel {
+                    Some(c) => lost.add(c),
+                    None => lost.all = true,
+                }
+            }
+        }
+    }
+
+    async fn publish_reset(&self, channel: Option<&ChannelName>) -> Result<(), crate::bus::BusError> {
+        let b = Broadcast {
+            target: Target::MembersReset {
+                channel: channel.map(|c| c.as_str().to_owned()),
+            },
+            event: String::new(),
+            data: String::new(),
+            user_id: None,
+            except: None,
+            message_id: None,
+        };
+        self.bus.publish(&b).await
+    }
+
+    /// The member list of `channel` as `fresh` as asked: the cached one if it is, else a new
+    /// read shared with everyone waiting for it.
+    pub async fn snapshot(&self, channel: &ChannelName, fresh: Fresh) -> Arc<Snapshot> {
         let cached = self
             .snapshots
             .lock()
@@ -267,11 +417,11 @@ impl Presence {
             .or_default()
             .clone();
         let current = || cached.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(s) = current().filter(|s| s.version >= at_least) {
+        if let Some(s) = current().filter(|s| s.is(fresh)) {
             return s;
         }
         let mut last = cached.refresh.lock().await;
-        if let Some(s) = current().filter(|s| s.version >= at_least) {
+        if let Some(s) = current().filter(|s| s.is(fresh)) {
             return s;
         }
         if let Some(at) = *last {
@@ -286,12 +436,27 @@ impl Presence {
         fresh
     }
 
+    /// A member list read after `since` for a reset, or `None` when Redis did not answer: a
+    /// reset from this node's own view would drop the other nodes' members, so the channel is
+    /// reset again at the next heartbeat instead.
+    pub async fn fresh_snapshot(&self, channel: &ChannelName, since: Instant) -> Option<Arc<Snapshot>> {
+        let s = self.snapshot(channel, Fresh::ReadAfter(since)).await;
+        if s.partial {
+            self.lost.lock().unwrap_or_else(|p| p.into_inner()).add(channel);
+            return None;
+        }
+        Some(s)
+    }
+
     async fn read_snapshot(&self, channel: &ChannelName) -> Snapshot {
+        let read_at = Instant::now();
+        let mut partial = false;
         let (version, count, members) = match &self.redis {
             Some(r) => match r.snapshot(channel, self.max_members).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "member list from this node only: Redis unavailable");
+                    partial = true;
                     self.local_snapshot(channel)
                 }
             },
@@ -299,7 +464,13 @@ impl Presence {
         };
         let frame = (count <= self.max_members)
             .then(|| frames::subscription_succeeded(channel.as_str(), Some(&members)).into());
-        Snapshot { version, count, frame }
+        Snapshot {
+            version,
+            read_at,
+            partial,
+            count,
+            frame,
+        }
     }
 
     /// This node's own view: the whole truth embedded, a fallback with Redis (version 0 then:
@@ -360,7 +531,7 @@ impl Presence {
     /// # Errors
     /// Redis is unavailable.
     pub async fn nodes(&self) -> Result<Vec<Value>, PresenceError> {
-        let me = json!({ "id": self.node, "started_at": crate::domain::rfc3339_string(&self.started), "connections": self.hub.stats().connections });
+        let me = json!({ "id": self.node, "started_at": crate::domain::rfc3339_string(&self.started), "connections": self.connections() });
         let Some(r) = &self.redis else { return Ok(vec![me]) };
         Ok(r.nodes()
             .await?
@@ -378,7 +549,8 @@ impl Presence {
 
     async fn renew(&self) -> Result<bool, PresenceError> {
         let Some(r) = &self.redis else { return Ok(true) };
-        let lease = json!({ "started_at": crate::domain::rfc3339_string(&self.started), "connections": self.hub.stats().connections });
+        let lease =
+            json!({ "started_at": crate::domain::rfc3339_string(&self.started), "connections": self.connections() });
         r.renew(&self.node, &lease).await
     }
 
@@ -401,7 +573,13 @@ impl Presence {
                     if !kept || self.stale.swap(false, Ordering::Relaxed) {
                         self.reregister(r).await;
                     }
+                    if !kept {
+                        // Redis's versions started again: the lists sockets hold would skip
+                        // the changes to come as already seen.
+                        self.lost.lock().unwrap_or_else(|p| p.into_inner()).all = true;
+                    }
                     self.sweep(r).await;
+                    self.reset_lost().await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "presence lease not renewed");
@@ -414,9 +592,15 @@ impl Presence {
         }
     }
 
-    /// Makes Redis hold exactly this node's sockets, announcing what that changes.
+    /// Makes Redis hold exactly this node's sockets and connection counts, announcing what that
+    /// changes.
     async fn reregister(&self, r: &RedisPresence) {
         let _alone = self.resync.write().await;
+        if self.address_cap.is_some()
+            && let Err(e) = r.set_addresses(&self.node, &self.addresses.all()).await
+        {
+            return self.retry_later(e);
+        }
         let mine = self.registry.all();
         let mut channels: HashSet<ChannelName> = match r.node_channels(&self.node).await {
             Ok(c) => c.into_iter().collect(),
@@ -471,5 +655,37 @@ impl Presence {
                 tracing::warn!(error = %e, "swept node not forgotten");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(n: usize) -> ChannelName {
+        ChannelName::parse(&format!("presence-room.{n}")).unwrap()
+    }
+
+    #[test]
+    fn lost_channels_are_bounded_and_then_all_are_reset() {
+        let mut lost = Lost::default();
+        lost.add(&channel(1));
+        lost.add(&channel(1));
+        assert_eq!(lost.take(), vec![Some(channel(1))], "each channel once");
+        assert!(lost.take().is_empty(), "taken");
+
+        for n in 0..LOST_MAX {
+            lost.add(&channel(n));
+        }
+        assert_eq!(lost.channels.len(), LOST_MAX);
+        assert!(!lost.all);
+        lost.add(&channel(LOST_MAX));
+        assert!(
+            lost.all && lost.channels.is_empty(),
+            "past the bound the set gives way to one reset of all"
+        );
+        lost.add(&channel(LOST_MAX + 1));
+        assert_eq!(lost.take(), vec![None]);
+        assert!(lost.take().is_empty());
     }
 }

@@ -14,11 +14,12 @@
 //! | `ch:{channel}:ids` | sorted set (all scores 0) | user ids in byte order, for paging |
 //! | `ch:{channel}:node:{node}` | hash | user id → sockets on that node |
 //! | `ch:{channel}:version` | string | the version of the last membership change |
+//! | `addrs:{node}` | hash | client address → connections open on that node |
 //!
 //! Versions come from the Redis clock (microseconds, and always above the last one), so they keep
 //! growing across a flush or a restart of Redis.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use redis::{AsyncCommands, aio::ConnectionManager};
 use serde_json::Value;
@@ -138,13 +139,37 @@ return existed
 ";
 
 /// Forgets a node once it is swept: no lease and no channel left. KEYS: lease, node's channels,
-/// nodes. ARGV: node id.
+/// nodes, node's addresses. ARGV: node id.
 const FORGET: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('SREM', KEYS[3], ARGV[1])
+  redis.call('DEL', KEYS[4])
   return 1
 end
 return 0
+";
+
+/// Counts a connection from an address in on this node unless the live nodes (this one and
+/// those whose lease is there) already hold `cap` from it: 1 admitted, 0 refused. One script, so
+/// two nodes never both take the last place. The other nodes' keys are derived here from the
+/// registry (one Redis instance). KEYS: nodes. ARGV: key base, node id, address, cap.
+const ADMIT: &str = r"
+local base, me, ip, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local total = 0
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if node == me or redis.call('EXISTS', base .. 'lease:' .. node) == 1 then
+    total = total + tonumber(redis.call('HGET', base .. 'addrs:' .. node, ip) or '0')
+  end
+end
+if total >= cap then return 0 end
+redis.call('HINCRBY', base .. 'addrs:' .. me, ip, 1)
+return 1
+";
+
+/// Counts a connection from an address out. KEYS: node's addresses. ARGV: address.
+const RELEASE: &str = r"
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
 ";
 
 /// How a change applies (see [`CHANGE`]).
@@ -173,6 +198,8 @@ pub struct RedisPresence {
     page: redis::Script,
     renew: redis::Script,
     forget: redis::Script,
+    admit: redis::Script,
+    release: redis::Script,
 }
 
 /// Runs one Redis call within [`CALL_TIMEOUT`].
@@ -193,6 +220,8 @@ impl RedisPresence {
             page: redis::Script::new(PAGE),
             renew: redis::Script::new(RENEW),
             forget: redis::Script::new(FORGET),
+            admit: redis::Script::new(ADMIT),
+            release: redis::Script::new(RELEASE),
         }
     }
 
@@ -207,6 +236,60 @@ impl RedisPresence {
     }
     fn channel_key(&self, channel: &ChannelName, what: &str) -> String {
         format!("{}ch:{}:{what}", self.base, channel.as_str())
+    }
+    fn addresses_key(&self, node: &str) -> String {
+        format!("{}addrs:{node}", self.base)
+    }
+
+    /// Counts a connection from `ip` in on `node` unless the cluster holds `cap` from it.
+    ///
+    /// # Errors
+    /// Redis failed or did not answer in time; nothing was counted.
+    pub async fn admit_address(&self, node: &str, ip: IpAddr, cap: u32) -> Result<bool, PresenceError> {
+        let mut conn = self.conn.clone();
+        let admitted: i64 = within(
+            self.admit
+                .key(self.nodes_key())
+                .arg(&self.base)
+                .arg(node)
+                .arg(ip.to_string())
+                .arg(cap)
+                .invoke_async(&mut conn),
+        )
+        .await?;
+        Ok(admitted == 1)
+    }
+
+    /// Counts a connection from `ip` out on `node`.
+    ///
+    /// # Errors
+    /// Redis failed or did not answer in time.
+    pub async fn release_address(&self, node: &str, ip: IpAddr) -> Result<(), PresenceError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = within(
+            self.release
+                .key(self.addresses_key(node))
+                .arg(ip.to_string())
+                .invoke_async(&mut conn),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Makes `node`'s counts in Redis exactly `counts` (re-registration), in one transaction.
+    ///
+    /// # Errors
+    /// Redis failed or did not answer in time; nothing was changed.
+    pub async fn set_addresses(&self, node: &str, counts: &[(IpAddr, u32)]) -> Result<(), PresenceError> {
+        let key = self.addresses_key(node);
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&key).ignore();
+        if !counts.is_empty() {
+            let fields: Vec<(String, u32)> = counts.iter().map(|(ip, n)| (ip.to_string(), *n)).collect();
+            pipe.hset_multiple(&key, &fields).ignore();
+        }
+        let mut conn = self.conn.clone();
+        within(pipe.query_async::<()>(&mut conn)).await
     }
 
     /// Applies `entries` (user, sockets, user_info) on `channel` for `node` as `mode` says.
@@ -384,6 +467,7 @@ impl RedisPresence {
                 .key(self.lease_key(node))
                 .key(self.node_channels_key(node))
                 .key(self.nodes_key())
+                .key(self.addresses_key(node))
                 .arg(node)
                 .invoke_async(&mut conn),
         )

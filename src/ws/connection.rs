@@ -23,6 +23,7 @@ use crate::{
     },
     domain::{ChannelKind, ChannelName, MessageId, UserChannel},
     limits,
+    presence::Fresh,
     protocol::{ClientFrame, MAX_CLIENT_EVENT_DATA, ProtocolError, SocketId, auth, decode, frames},
     store::{Cursor, Stream},
 };
@@ -97,7 +98,7 @@ pub async fn serve(socket: WebSocket, ctx: WsContext, ip: std::net::IpAddr) {
     tracing::debug!(socket = %conn.id, "connected");
     let ending = conn.run(&reader).await;
     conn.leave_all().await;
-    conn.ctx.hub.disconnected(ip);
+    conn.ctx.presence.disconnected(ip).await;
     if let Some(e) = ending {
         if e == ProtocolError::SlowClient {
             tracing::warn!(socket = %conn.id, "client could not keep up with its events; disconnected (4100)");
@@ -224,6 +225,12 @@ impl Connection {
                     self.closing = Some(e);
                     return Err(());
                 }
+                Outgoing::Resync { channel, since } => {
+                    if let Some(Some(me)) = self.session.subscriptions.get(&channel) {
+                        let me = me.clone();
+                        Box::pin(self.resend_members(channel, &me, since)).await?;
+                    }
+                }
                 Outgoing::CatchUp { after } => {
                     let own: Vec<UserChannel> = self
                         .session
@@ -345,10 +352,25 @@ impl Connection {
     /// Writes `subscription_succeeded` with the member list of `channel`, at least as current as
     /// version `at_least`, and remembers its version.
     async fn send_members(&mut self, channel: ChannelName, user: &str, info: &Value, at_least: u64) -> Result<(), ()> {
-        let members = self.ctx.presence.snapshot(&channel, at_least).await;
+        let members = self.ctx.presence.snapshot(&channel, Fresh::AtLeast(at_least)).await;
         let frame = members.frame(&channel, user, info);
         self.session.member_lists.insert(channel, members.version);
         write(&mut self.socket, frame).await
+    }
+
+    /// Sends the member list of `channel` again, read after `since` (a reset: clients replace
+    /// their list), and takes on its version. A count-only list is not sent again (it names only
+    /// this socket, whose `user_info` it does not keep), though its version is taken on.
+    async fn resend_members(&mut self, channel: ChannelName, user: &str, since: std::time::Instant) -> Result<(), ()> {
+        let Some(members) = self.ctx.presence.fresh_snapshot(&channel, since).await else {
+            return Ok(());
+        };
+        let frame = (!members.count_only()).then(|| members.frame(&channel, user, &Value::Null));
+        self.session.member_lists.insert(channel, members.version);
+        match frame {
+            Some(f) => write(&mut self.socket, f).await,
+            None => Ok(()),
+        }
     }
 
     /// Leaves `channel`; for a presence channel, counts this socket out of it.

@@ -9,7 +9,6 @@
 
 use std::{
     collections::{HashMap, VecDeque, hash_map::Entry},
-    net::IpAddr,
     sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard},
 };
 
@@ -22,7 +21,7 @@ use crate::{
         Broadcast, Target,
         events::{ADDED_TO_GROUP, GROUP_EVENT, INDIVIDUAL_EVENT, MENTIONED},
     },
-    domain::{ChannelName, MessageId, UserChannel},
+    domain::{ChannelKind, ChannelName, MessageId, UserChannel},
     protocol::{ProtocolError, SocketId, frames},
 };
 
@@ -45,6 +44,12 @@ pub enum Outgoing {
     },
     /// Close the connection with this error (its user signed out).
     Close(ProtocolError),
+    /// Member changes of this presence channel may have been lost: send the socket a member list
+    /// read after `since` (every socket told in one pass shares one read).
+    Resync {
+        channel: ChannelName,
+        since: std::time::Instant,
+    },
 }
 
 /// One `member_added` / `member_removed`, encoded once for every socket of the node.
@@ -153,16 +158,6 @@ struct Inner {
     /// User id → the sockets present as that user on any presence channel (to close them when
     /// the user signs out).
     present_sockets: HashMap<String, Sockets>,
-    sockets: usize,
-    /// Open connections per client address.
-    per_ip: HashMap<IpAddr, u32>,
-}
-
-/// Counters an admin or a metrics scrape reads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HubStats {
-    pub connections: usize,
-    pub channels: usize,
 }
 
 /// How far below the highest message id seen a catch-up starts re-reading: messages committed
@@ -192,36 +187,10 @@ impl Hub {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts a connection from `ip` in, unless that address already has `cap` connections;
-    /// pair every `true` with [`Hub::disconnected`].
-    pub fn admit(&self, ip: IpAddr, cap: Option<u32>) -> bool {
-        let mut inner = self.write();
-        let from_ip = inner.per_ip.entry(ip).or_default();
-        if cap.is_some_and(|cap| *from_ip >= cap) {
-            return false;
-        }
-        *from_ip += 1;
-        inner.sockets += 1;
-        true
-    }
-
-    pub fn disconnected(&self, ip: IpAddr) {
-        let mut inner = self.write();
-        inner.sockets = inner.sockets.saturating_sub(1);
-        if let Entry::Occupied(mut n) = inner.per_ip.entry(ip) {
-            *n.get_mut() -= 1;
-            if *n.get() == 0 {
-                n.remove();
-            }
-        }
-    }
-
-    pub fn stats(&self) -> HubStats {
+    /// Channels with a subscriber on this node.
+    pub fn channels(&self) -> usize {
         let inner = self.read();
-        HubStats {
-            connections: inner.sockets,
-            channels: inner.channels.len() + inner.user_channels.len(),
-        }
+        inner.channels.len() + inner.user_channels.len()
     }
 
     /// Adds a socket to a public or private channel.
@@ -275,8 +244,17 @@ impl Hub {
         if let Some(id) = b.message_id {
             self.high_water.fetch_max(id.0, std::sync::atomic::Ordering::Relaxed);
         }
-        if let Target::SignOut { user } = &b.target {
-            return self.sign_out(*user);
+        match &b.target {
+            Target::SignOut { user } => return self.sign_out(*user),
+            Target::MembersReset { channel } => {
+                let channel = channel.as_deref().map(ChannelName::parse);
+                return match channel {
+                    None => self.resync_members(None),
+                    Some(Ok(c)) => self.resync_members(Some(&c)),
+                    Some(Err(_)) => {}
+                };
+            }
+            _ => {}
         }
         let event = frames::EventFrame::new(&b.event, &b.data, b.user_id.as_deref());
         match &b.target {
@@ -331,7 +309,7 @@ impl Hub {
                     }
                 }
             }
-            Target::SignOut { .. } | Target::Members { .. } => {}
+            Target::SignOut { .. } | Target::Members { .. } | Target::MembersReset { .. } => {}
         }
     }
 
@@ -431,6 +409,36 @@ impl Hub {
             after,
             "catching up from the store after a bus outage"
         );
+        // Member changes published meanwhile are lost too: lists are sent afresh.
+        self.resync_members(None);
+    }
+
+    /// Tells every local subscriber of the presence channel `only` (of every presence channel:
+    /// `None`) to send its client a fresh member list.
+    pub fn resync_members(&self, only: Option<&ChannelName>) {
+        let since = std::time::Instant::now();
+        let inner = self.read();
+        let mut told = 0usize;
+        let channels = inner
+            .channels
+            .iter()
+            .filter(|(c, _)| c.kind() == ChannelKind::Presence && only.is_none_or(|o| o == *c));
+        for (channel, sockets) in channels {
+            for outbox in sockets.values() {
+                outbox.queue(Outgoing::Resync {
+                    channel: channel.clone(),
+                    since,
+                });
+                told += 1;
+            }
+        }
+        if told > 0 {
+            tracing::info!(
+                channel = only.map(ChannelName::as_str),
+                sockets = told,
+                "member lists sent afresh"
+            );
+        }
     }
 }
 
@@ -506,6 +514,42 @@ mod tests {
         hub.dispatch(&broadcast(ADDED_TO_GROUP, Target::Group { users: seven() }));
         assert_eq!(hub.waiters.wakeups(), 3);
         drop(poll);
+    }
+
+    #[test]
+    fn a_members_reset_reaches_the_subscribers_of_its_presence_channel_only() {
+        let hub = Hub::default();
+        let room = ChannelName::parse("presence-room").unwrap();
+        let other = ChannelName::parse("presence-other").unwrap();
+        let public = ChannelName::parse("news").unwrap();
+        let (in_room, room_reader) = Outbox::new(8);
+        let (in_other, other_reader) = Outbox::new(8);
+        let (in_public, public_reader) = Outbox::new(8);
+        hub.subscribe_present(&room, SocketId::random(), &in_room, "1");
+        hub.subscribe_present(&other, SocketId::random(), &in_other, "2");
+        hub.subscribe(&public, SocketId::random(), &in_public);
+        let resyncs = |r: &OutboxReader| {
+            std::iter::from_fn(|| r.try_recv())
+                .filter_map(|o| match o {
+                    Outgoing::Resync { channel, .. } => Some(channel),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+
+        hub.dispatch(&broadcast(
+            "",
+            Target::MembersReset {
+                channel: Some("presence-room".into()),
+            },
+        ));
+        assert_eq!(resyncs(&room_reader), vec![room.clone()]);
+        assert!(resyncs(&other_reader).is_empty());
+
+        hub.dispatch(&broadcast("", Target::MembersReset { channel: None }));
+        assert_eq!(resyncs(&room_reader), vec![room]);
+        assert_eq!(resyncs(&other_reader), vec![other]);
+        assert!(resyncs(&public_reader).is_empty(), "not a presence channel");
     }
 
     #[tokio::test]

@@ -77,7 +77,7 @@ pub async fn upgrade(
 ) -> Response {
     let ctx = state.ws.clone();
     let refused = handshake_error(&ctx.config, &key, &params, &headers);
-    if refused.is_none() && !ctx.hub.admit(ip, ctx.config.max_connections_per_ip) {
+    if refused.is_none() && !ctx.presence.admit(ip).await {
         tracing::debug!(%ip, "websocket refused: address at MAX_CONNECTIONS_PER_IP");
         return ApiError::TooManyConnections {
             retry_after: CAP_RETRY_AFTER_SECS,
@@ -87,11 +87,11 @@ pub async fn upgrade(
     let tasks = ctx.tasks.clone();
     // An admitted socket whose upgrade then fails (the client left mid-handshake) never reaches
     // `serve`: give its place back here, or its address would creep towards the cap.
-    let admitted = refused.is_none().then(|| ctx.hub.clone());
+    let admitted = refused.is_none().then(|| ctx.presence.clone());
     ws.on_failed_upgrade(move |e| {
         tracing::debug!(error = %e, "websocket upgrade failed");
-        if let Some(hub) = admitted {
-            hub.disconnected(ip);
+        if let Some(presence) = admitted {
+            tokio::spawn(async move { presence.disconnected(ip).await });
         }
     })
     .read_buffer_size(READ_BUFFER)

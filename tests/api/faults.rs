@@ -354,3 +354,40 @@ async fn a_worker_stops_promptly_even_when_redis_is_gone() {
     assert!(took < Duration::from_secs(15), "SIGTERM to exit took {took:?}");
     drop(app);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    chatbox_without_mysql_redis,
+    ignore = "SKIPPED: needs MySQL + Redis (CHATBOX_TEST_MYSQL_URL, CHATBOX_TEST_REDIS_URL)"
+)]
+/// A node cut off from Redis misses the member changes published meanwhile (the bus delivers at
+/// most once): once back, it sends its sockets their member list afresh, with whoever joined.
+async fn member_lists_are_sent_afresh_after_a_bus_outage() {
+    use crate::presence::{ids, join, listed};
+    let Some((mysql, redis)) = production() else { return };
+    let r = Proxy::start(host_port(&redis)).await;
+    let n1 = app_behind(None, Some(&r), &mysql, &redis).await;
+    let n2 = n1.second_node().await;
+    let (ann, ben, cat) = (n1.user("ann").await, n1.user("ben").await, n1.user("cat").await);
+    let (mut a, _) = join(n1.addr, &ann).await;
+    let (_b, _) = join(n2.addr, &ben).await;
+    crate::presence::until_listed(&mut a, &ben, Duration::from_secs(10)).await;
+
+    r.cut();
+    let (_c, _) = join(n2.addr, &cat).await; // announced while n1 hears nothing
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    r.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let f = a.next_within(left).await.expect("a fresh member list within 15 s");
+        if f.event == "pusher_internal:subscription_succeeded" {
+            assert_eq!(listed(&f.data), ids([&ann, &ben, &cat]));
+            break;
+        }
+        assert_ne!(
+            f.event, "pusher_internal:member_added",
+            "the change was published while this node was cut off: {f:?}"
+        );
+    }
+}

@@ -403,6 +403,11 @@ pub fn worker_process(db: &TestDb, redis: &str) -> Killed {
 /// `chatbox serve` as its own process on `db` and its Redis, listening on a free port of
 /// 127.0.0.1: the process (killed when dropped) and its address, once it answers `/healthz`.
 pub async fn serve_process(db: &TestDb) -> (Killed, SocketAddr) {
+    serve_process_with(db, &[]).await
+}
+
+/// [`serve_process`] with more environment settings.
+pub async fn serve_process_with(db: &TestDb, env: &[(&str, &str)]) -> (Killed, SocketAddr) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -423,6 +428,7 @@ pub async fn serve_process(db: &TestDb) -> (Killed, SocketAddr) {
         .env("NO_WORKER", "true")
         .env_remove("ADMIN_EMAILS")
         .env("RUST_LOG", "error")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -12,7 +12,7 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Backend, TestApp, TestDb, TestUser, backend_tests, serve_process, settings},
+    helpers::{Backend, TestApp, TestDb, TestUser, backend_tests, serve_process, serve_process_with, settings},
     pusher::PusherClient,
 };
 
@@ -22,7 +22,7 @@ const WITHIN: Duration = Duration::from_secs(15);
 
 /// Connects to the node at `addr` and joins `presence-online` as `user`: the socket and the
 /// `subscription_succeeded` data.
-async fn join(addr: SocketAddr, user: &TestUser) -> (PusherClient, Value) {
+pub(crate) async fn join(addr: SocketAddr, user: &TestUser) -> (PusherClient, Value) {
     let mut c = PusherClient::try_connect(addr).await.expect("node accepts sockets");
     let signed = c.sign(addr, &user.token, ONLINE).await.expect("presence signed");
     c.send(json!({ "event": "pusher:subscribe", "data": {
@@ -33,7 +33,7 @@ async fn join(addr: SocketAddr, user: &TestUser) -> (PusherClient, Value) {
 }
 
 /// The member ids of a `subscription_succeeded`, checking each is listed once and `count`.
-fn listed(data: &Value) -> BTreeSet<String> {
+pub(crate) fn listed(data: &Value) -> BTreeSet<String> {
     let ids: Vec<String> = data["presence"]["ids"]
         .as_array()
         .expect("presence ids")
@@ -46,7 +46,7 @@ fn listed(data: &Value) -> BTreeSet<String> {
     set
 }
 
-fn ids<'a>(users: impl IntoIterator<Item = &'a TestUser>) -> BTreeSet<String> {
+pub(crate) fn ids<'a>(users: impl IntoIterator<Item = &'a TestUser>) -> BTreeSet<String> {
     users.into_iter().map(|u| u.id.to_string()).collect()
 }
 
@@ -141,6 +141,10 @@ fn production() -> Option<Backend> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    chatbox_without_mysql_redis,
+    ignore = "SKIPPED: needs MySQL + Redis (CHATBOX_TEST_MYSQL_URL, CHATBOX_TEST_REDIS_URL)"
+)]
 async fn a_user_on_two_nodes_is_one_member_until_its_last_socket_closes() {
     let Some(backend) = production() else { return };
     let n1 = TestApp::spawn(backend).await;
@@ -198,6 +202,10 @@ async fn a_user_on_two_nodes_is_one_member_until_its_last_socket_closes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    chatbox_without_mysql_redis,
+    ignore = "SKIPPED: needs MySQL + Redis (CHATBOX_TEST_MYSQL_URL, CHATBOX_TEST_REDIS_URL)"
+)]
 async fn a_killed_node_s_members_leave_within_15_s() {
     let Some(backend) = production() else { return };
     let n1 = TestApp::spawn(backend).await;
@@ -251,6 +259,10 @@ async fn delete_keys(redis: &str, prefix: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    chatbox_without_mysql_redis,
+    ignore = "SKIPPED: needs MySQL + Redis (CHATBOX_TEST_MYSQL_URL, CHATBOX_TEST_REDIS_URL)"
+)]
 async fn presence_heals_within_15_s_after_redis_lost_its_keys() {
     let Some(backend) = production() else { return };
     let n1 = TestApp::spawn(backend).await;
@@ -288,6 +300,112 @@ async fn presence_heals_within_15_s_after_redis_lost_its_keys() {
         }
     }
     until_admin_shows(n1.addr, &root, &[(&ann, 1), (&cat, 1)], 2, WITHIN).await;
+}
+
+/// Reads `c` until its member list holds `user`: told by a `member_added` or listed by a fresh
+/// `subscription_succeeded` (a reset), within `wait`.
+pub(crate) async fn until_listed(c: &mut PusherClient, user: &TestUser, wait: Duration) {
+    let want = user.id.to_string();
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let f = c
+            .next_within(left)
+            .await
+            .unwrap_or_else(|| panic!("user {want} never reached this member list within {wait:?}"));
+        match f.event.as_str() {
+            "pusher_internal:member_added" if f.data["user_id"] == want.as_str() => return,
+            "pusher_internal:subscription_succeeded" if listed(&f.data).contains(&want) => return,
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    chatbox_without_mysql_redis,
+    ignore = "SKIPPED: needs MySQL + Redis (CHATBOX_TEST_MYSQL_URL, CHATBOX_TEST_REDIS_URL)"
+)]
+/// When Redis loses its keys while a node dies, nobody is left to announce that node's members
+/// leaving: the survivors send their sockets a fresh member list once they re-registered, and
+/// the dead node's members are gone from it.
+async fn a_member_lost_with_redis_s_keys_leaves_the_lists() {
+    let Some(backend) = production() else { return };
+    let n1 = TestApp::spawn(backend).await;
+    let (mut doomed, n2) = serve_process(n1.db()).await;
+    let (ann, ben) = (n1.user("ann").await, n1.user("ben").await);
+    let (mut a, _) = join(n1.addr, &ann).await;
+    let (_b, _) = join(n2, &ben).await;
+    until_listed(&mut a, &ben, Duration::from_secs(10)).await;
+
+    doomed.kill();
+    let db = n1.db();
+    assert!(delete_keys(db.redis_url.as_deref().unwrap(), &db.redis_prefix).await > 0);
+    let lost = Instant::now();
+    loop {
+        let left = WITHIN.saturating_sub(lost.elapsed());
+        let f = a.next_within(left).await.expect("a fresh member list within 15 s");
+        if f.event == "pusher_internal:subscription_succeeded" && listed(&f.data) == ids([&ann]) {
+            break;
+        }
+    }
+}
+
+/// Whether the node at `addr` accepts one more socket from this address within `wait`.
+async fn accepts_within(addr: SocketAddr, wait: Duration) -> Option<PusherClient> {
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(c) = PusherClient::try_connect(addr).await {
+            return Some(c);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    chatbox_without_mysql_redis,
+    ignore = "SKIPPED: needs MySQL + Redis (CHATBOX_TEST_MYSQL_URL, CHATBOX_TEST_REDIS_URL)"
+)]
+/// `MAX_CONNECTIONS_PER_IP` counts an address's sockets on every node; a place is given back
+/// when a socket closes anywhere, and a killed node's places once its lease has expired.
+async fn the_per_address_cap_counts_every_node() {
+    let Some(backend) = production() else { return };
+    let db = TestDb::new(&backend);
+    let mut s = settings(&db);
+    s.max_connections_per_ip = 3;
+    let n1 = TestApp::spawn_with(db, s).await;
+    let (mut doomed, n2) = serve_process_with(n1.db(), &[("MAX_CONNECTIONS_PER_IP", "3")]).await;
+    let on_n2 = [
+        PusherClient::try_connect(n2).await.expect("first on node 2"),
+        PusherClient::try_connect(n2).await.expect("second on node 2"),
+    ];
+    let on_n1 = PusherClient::try_connect(n1.addr).await.expect("third, on node 1");
+    assert!(
+        PusherClient::try_connect(n1.addr).await.is_none(),
+        "node 1 holds one socket of this address, the cluster three: refused"
+    );
+    assert!(PusherClient::try_connect(n2).await.is_none(), "refused on node 2 too");
+
+    drop(on_n1);
+    let back = accepts_within(n1.addr, Duration::from_secs(5)).await;
+    assert!(back.is_some(), "the place given back on node 1 is taken again");
+    assert!(
+        PusherClient::try_connect(n1.addr).await.is_none(),
+        "and the cap holds again"
+    );
+
+    doomed.kill();
+    drop(on_n2);
+    let killed = Instant::now();
+    let freed = accepts_within(n1.addr, WITHIN).await;
+    assert!(freed.is_some(), "the killed node's places come back within 15 s");
+    assert!(killed.elapsed() < WITHIN);
+    let _third = PusherClient::try_connect(n1.addr).await.expect("both of its places");
+    assert!(PusherClient::try_connect(n1.addr).await.is_none());
 }
 
 /// Users joining at the same moment: every socket's list plus the arrivals it is told of name
