@@ -73,6 +73,14 @@ pub enum Target {
     MembersReset { channel: Option<String> },
 }
 
+/// Where the bus hands what it carries: a node's hub. The bus knows it only by this contract.
+pub trait Deliver: Send + Sync {
+    /// Delivers `b` to the local sockets it targets; never blocks.
+    fn dispatch(&self, b: &Broadcast);
+    /// Broadcasts were missed (the node's bus subscription was cut): recover what they carried.
+    fn catch_up(&self);
+}
+
 /// One event for many sockets, encoded once for all of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Broadcast {

@@ -1,5 +1,5 @@
 //! The bus: carries [`Broadcast`]s ([`crate::broadcast`]) from whoever produces them (workers, client events) to every
-//! server node's [`Hub`]. In-process when embedded; Redis pub/sub across nodes in production.
+//! server node's hub ([`Deliver`]). In-process when embedded; Redis pub/sub across nodes in production.
 //!
 //! Delivery is at most once, in publish order per publisher: a node that is disconnected from
 //! Redis misses what is published meanwhile (clients catch up from the store).
@@ -8,8 +8,7 @@ pub mod redis;
 
 use std::sync::Arc;
 
-pub use crate::broadcast::{Broadcast, Target};
-use crate::ws::hub::Hub;
+pub use crate::broadcast::{Broadcast, Deliver, Target};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -21,7 +20,7 @@ pub enum BusError {
 #[derive(Clone)]
 pub enum Bus {
     /// Straight into this process's hub.
-    Local(Arc<Hub>),
+    Local(Arc<dyn Deliver>),
     Redis(redis::RedisBus),
 }
 

@@ -1,7 +1,7 @@
 //! The Redis bus: one pub/sub channel `{prefix}bus` that every node subscribes to on a dedicated
 //! connection, read by a single task so broadcasts reach the hub in publish order (no task per
 //! message). A dropped subscription is re-established with back-off, and then every local socket
-//! catches up from the store on what was published meanwhile ([`Hub::catch_up`]).
+//! catches up from the store on what was published meanwhile ([`Deliver::catch_up`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -9,8 +9,7 @@ use futures_util::StreamExt;
 use redis::{AsyncCommands, aio::ConnectionManager};
 use tokio_util::sync::CancellationToken;
 
-use super::{Broadcast, BusError};
-use crate::ws::hub::Hub;
+use super::{Broadcast, BusError, Deliver};
 
 /// Longest wait between two attempts to re-subscribe: short, because events published while the
 /// node is not subscribed must then be read back from the store.
@@ -56,7 +55,7 @@ impl RedisBus {
 
 /// Feeds every broadcast published on the bus into `hub` until shutdown, re-subscribing after
 /// any connection loss.
-pub async fn subscribe(client: redis::Client, prefix: String, hub: Arc<Hub>, shutdown: CancellationToken) {
+pub async fn subscribe(client: redis::Client, prefix: String, hub: Arc<dyn Deliver>, shutdown: CancellationToken) {
     let channel = channel_name(&prefix);
     let mut backoff = Duration::from_millis(100);
     let mut first = true;

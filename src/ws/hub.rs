@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use super::waiters::Waiters;
 use crate::{
     broadcast::{
-        Broadcast, Target,
+        Broadcast, Deliver, Target,
         events::{ADDED_TO_GROUP, GROUP_EVENT, INDIVIDUAL_EVENT, MENTIONED},
     },
     domain::{ChannelKind, ChannelName, MessageId, UserChannel},
@@ -439,6 +439,16 @@ impl Hub {
                 "member lists sent afresh"
             );
         }
+    }
+}
+
+impl Deliver for Hub {
+    fn dispatch(&self, b: &Broadcast) {
+        Hub::dispatch(self, b);
+    }
+
+    fn catch_up(&self) {
+        Hub::catch_up(self);
     }
 }
 
