@@ -71,6 +71,11 @@ impl Registry {
         change
     }
 
+    /// The `user_info` of `user` on `channel`, if it is present here.
+    pub fn info(&self, channel: &ChannelName, user: &str) -> Option<Value> {
+        Some(self.lock().channels.get(channel)?.get(user)?.info.clone())
+    }
+
     /// One socket of `user` fewer on `channel`; `removed` when it was the user's last there. A
     /// user that is not there changes nothing.
     pub fn remove(&self, channel: &ChannelName, user: &str) -> Change {

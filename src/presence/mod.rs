@@ -436,16 +436,18 @@ impl Presence {
         fresh
     }
 
-    /// A member list read after `since` for a reset, or `None` when Redis did not answer: a
-    /// reset from this node's own view would drop the other nodes' members, so the channel is
-    /// reset again at the next heartbeat instead.
-    pub async fn fresh_snapshot(&self, channel: &ChannelName, since: Instant) -> Option<Arc<Snapshot>> {
+    /// For a reset of the list of a socket present as `me`: the `subscription_succeeded` frame
+    /// read after `since`, with its version; `None` when Redis did not answer (a reset from this
+    /// node's own view would drop the other nodes' members: the channel is reset again at the
+    /// next heartbeat instead) or `me` is no longer present here.
+    pub async fn reset_frame(&self, channel: &ChannelName, me: &str, since: Instant) -> Option<(u64, Utf8Bytes)> {
         let s = self.snapshot(channel, Fresh::ReadAfter(since)).await;
         if s.partial {
             self.lost.lock().unwrap_or_else(|p| p.into_inner()).add(channel);
             return None;
         }
-        Some(s)
+        let info = self.registry.info(channel, me)?;
+        Some((s.version, s.frame(channel, me, &info)))
     }
 
     async fn read_snapshot(&self, channel: &ChannelName) -> Snapshot {

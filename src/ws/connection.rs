@@ -359,18 +359,13 @@ impl Connection {
     }
 
     /// Sends the member list of `channel` again, read after `since` (a reset: clients replace
-    /// their list), and takes on its version. A count-only list is not sent again (it names only
-    /// this socket, whose `user_info` it does not keep), though its version is taken on.
+    /// their list), and takes on its version.
     async fn resend_members(&mut self, channel: ChannelName, user: &str, since: std::time::Instant) -> Result<(), ()> {
-        let Some(members) = self.ctx.presence.fresh_snapshot(&channel, since).await else {
+        let Some((version, frame)) = self.ctx.presence.reset_frame(&channel, user, since).await else {
             return Ok(());
         };
-        let frame = (!members.count_only()).then(|| members.frame(&channel, user, &Value::Null));
-        self.session.member_lists.insert(channel, members.version);
-        match frame {
-            Some(f) => write(&mut self.socket, f).await,
-            None => Ok(()),
-        }
+        self.session.member_lists.insert(channel, version);
+        write(&mut self.socket, frame).await
     }
 
     /// Leaves `channel`; for a presence channel, counts this socket out of it.
