@@ -235,11 +235,20 @@ impl App {
         if let Some(client) = delivery.redis.clone() {
             let prefix = state.config.redis_prefix.clone();
             tasks.spawn(bus::redis::subscribe(
-                client,
+                client.clone(),
                 prefix,
                 state.ws.hub.clone(),
                 shutdown.clone(),
             ));
+            if let Some(laravel) = state.config.redis_broadcast_prefix.clone() {
+                tasks.spawn(bus::laravel::relay(
+                    client,
+                    laravel,
+                    state.config.redis_prefix.clone(),
+                    state.ws.hub.clone(),
+                    shutdown.clone(),
+                ));
+            }
         }
         if state.config.run_worker {
             let worker = Worker {

@@ -15,6 +15,7 @@
 //!   leaving socket, so its members leave within 12 s of its last renewal; a node whose lease or
 //!   data Redis lost (flush, restart, cut off) re-registers its own sockets at its next heartbeat.
 
+pub mod counts;
 pub mod local;
 pub mod redis;
 
@@ -129,6 +130,8 @@ pub struct Presence {
     stale: AtomicBool,
     /// Single changes take it shared; re-registration alone, so it sees a still picture.
     resync: tokio::sync::RwLock<()>,
+    /// This node's subscription counts in Redis (`None`: embedded, the hub's are the truth).
+    counts: Option<counts::RedisCounts>,
 }
 
 impl Presence {
@@ -148,7 +151,8 @@ impl Presence {
         hub: Arc<Hub>,
         max_members: usize,
     ) -> Result<Self, PresenceError> {
-        let p = Self::new(Some(RedisPresence::new(conn, prefix)), bus, hub, max_members);
+        let mut p = Self::new(Some(RedisPresence::new(conn.clone(), prefix)), bus, hub, max_members);
+        p.counts = Some(counts::RedisCounts::new(conn, prefix));
         p.renew().await?;
         tracing::info!(node = %p.node, "presence registered in Redis");
         Ok(p)
@@ -166,6 +170,7 @@ impl Presence {
             snapshots: Mutex::default(),
             stale: AtomicBool::new(false),
             resync: tokio::sync::RwLock::new(()),
+            counts: None,
         }
     }
 
@@ -402,6 +407,7 @@ impl Presence {
                         self.reregister(r).await;
                     }
                     self.sweep(r).await;
+                    self.write_counts().await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "presence lease not renewed");
@@ -411,6 +417,57 @@ impl Presence {
         }
         if let Err(e) = r.release(&self.node).await {
             tracing::debug!(error = %e, "presence lease not released; it expires");
+        }
+        if let Some(c) = &self.counts
+            && let Err(e) = c.release(&self.node).await
+        {
+            tracing::debug!(error = %e, "subscription counts not released; they expire");
+        }
+    }
+
+    /// Writes this node's subscription counts to Redis (what changed since the last beat).
+    async fn write_counts(&self) {
+        let Some(c) = &self.counts else { return };
+        if let Err(e) = c.beat(&self.node, &self.hub.channel_counts()).await {
+            tracing::warn!(error = %e, "subscription counts not written; retrying at the next heartbeat");
+        }
+    }
+
+    /// The other live nodes (those whose lease is current).
+    async fn other_nodes(&self, r: &RedisPresence) -> Result<Vec<String>, PresenceError> {
+        Ok(r.nodes()
+            .await?
+            .into_iter()
+            .filter(|(id, lease)| lease.is_some() && *id != self.node)
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// Sockets subscribed to each channel over the whole deployment (channels without any are
+    /// left out): this node's now, the others' as of their last heartbeat.
+    ///
+    /// # Errors
+    /// Redis is unavailable.
+    pub async fn subscription_counts(&self) -> Result<HashMap<String, usize>, PresenceError> {
+        let mut all = self.hub.channel_counts();
+        if let (Some(r), Some(c)) = (&self.redis, &self.counts) {
+            for (channel, n) in c.all(&self.other_nodes(r).await?).await? {
+                *all.entry(channel).or_default() += n;
+            }
+        }
+        all.retain(|_, n| *n > 0);
+        Ok(all)
+    }
+
+    /// Sockets subscribed to `channel` over the whole deployment.
+    ///
+    /// # Errors
+    /// Redis is unavailable.
+    pub async fn subscription_count(&self, channel: &ChannelName) -> Result<usize, PresenceError> {
+        let here = self.hub.channel_count(channel);
+        match (&self.redis, &self.counts) {
+            (Some(r), Some(c)) => Ok(here + c.one(&self.other_nodes(r).await?, channel.as_str()).await?),
+            _ => Ok(here),
         }
     }
 

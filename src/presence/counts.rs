@@ -1,0 +1,129 @@
+//! Subscription counts for the whole deployment, for the server-side HTTP APIs (how many sockets
+//! listen on a channel, which channels are occupied). Embedded, the hub's own counts are the whole
+//! truth. With Redis, each node writes its per-channel counts to a hash `{REDIS_PREFIX}counts:{node}`
+//! at every presence heartbeat, only what changed since its last write and at most
+//! [`MAX_WRITES_PER_BEAT`] fields per beat; the hash lives [`super::redis::LEASE_TTL`] unless
+//! renewed, so a dead node's counts vanish with its lease. A reader adds this node's current counts
+//! to the other live nodes' hashes: other nodes are at most one heartbeat old.
+
+use std::collections::HashMap;
+
+use redis::aio::ConnectionManager;
+
+use super::{
+    PresenceError,
+    redis::{LEASE_TTL, within},
+};
+
+/// Most count fields one node writes per heartbeat: a node with more changed channels catches up
+/// over the next beats, so one beat is a bounded amount of Redis work however many channels change.
+pub const MAX_WRITES_PER_BEAT: usize = 1000;
+
+/// One node's counts in Redis: what it last wrote there, so each beat writes only the difference.
+pub struct RedisCounts {
+    conn: ConnectionManager,
+    base: String,
+    written: tokio::sync::Mutex<HashMap<String, usize>>,
+}
+
+impl RedisCounts {
+    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+        Self {
+            conn,
+            base: format!("{prefix}counts:"),
+            written: tokio::sync::Mutex::default(),
+        }
+    }
+
+    fn key(&self, node: &str) -> String {
+        format!("{}{node}", self.base)
+    }
+
+    /// Writes what changed between `now` (this node's counts) and the last write, at most
+    /// [`MAX_WRITES_PER_BEAT`] fields, and renews the hash's lifetime. A hash Redis lost (flush,
+    /// restart) is written anew from the next beat on. Returns how many fields were written.
+    ///
+    /// # Errors
+    /// Redis failed; the next beat writes the same difference again.
+    pub async fn beat(&self, node: &str, now: &HashMap<String, usize>) -> Result<usize, PresenceError> {
+        let key = self.key(node);
+        let ttl = LEASE_TTL.as_millis() as u64;
+        let mut conn = self.conn.clone();
+        let mut written = self.written.lock().await;
+        let kept: i64 = within(redis::cmd("PEXPIRE").arg(&key).arg(ttl).query_async(&mut conn)).await?;
+        if kept == 0 {
+            written.clear();
+        }
+        let changed = now
+            .iter()
+            .filter(|(channel, n)| written.get(*channel) != Some(n))
+            .map(|(channel, n)| (channel.clone(), *n));
+        let gone = written
+            .keys()
+            .filter(|channel| !now.contains_key(*channel))
+            .map(|channel| (channel.clone(), 0));
+        let diff: Vec<(String, usize)> = changed.chain(gone).take(MAX_WRITES_PER_BEAT).collect();
+        if diff.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for (channel, n) in &diff {
+            if *n == 0 {
+                pipe.hdel(&key, channel).ignore();
+            } else {
+                pipe.hset(&key, channel, *n).ignore();
+            }
+        }
+        pipe.pexpire(&key, ttl as i64).ignore();
+        within(pipe.query_async::<()>(&mut conn)).await?;
+        for (channel, n) in &diff {
+            if *n == 0 {
+                written.remove(channel);
+            } else {
+                written.insert(channel.clone(), *n);
+            }
+        }
+        Ok(diff.len())
+    }
+
+    /// Every channel's count summed over `nodes` (the other live nodes).
+    ///
+    /// # Errors
+    /// Redis failed.
+    pub async fn all(&self, nodes: &[String]) -> Result<HashMap<String, usize>, PresenceError> {
+        let mut pipe = redis::pipe();
+        for node in nodes {
+            pipe.hgetall(self.key(node));
+        }
+        let mut conn = self.conn.clone();
+        let hashes: Vec<HashMap<String, usize>> = within(pipe.query_async(&mut conn)).await?;
+        let mut sum = HashMap::new();
+        for (channel, n) in hashes.into_iter().flatten() {
+            *sum.entry(channel).or_default() += n;
+        }
+        Ok(sum)
+    }
+
+    /// One channel's count summed over `nodes`.
+    ///
+    /// # Errors
+    /// Redis failed.
+    pub async fn one(&self, nodes: &[String], channel: &str) -> Result<usize, PresenceError> {
+        let mut pipe = redis::pipe();
+        for node in nodes {
+            pipe.hget(self.key(node), channel);
+        }
+        let mut conn = self.conn.clone();
+        let counts: Vec<Option<usize>> = within(pipe.query_async(&mut conn)).await?;
+        Ok(counts.into_iter().flatten().sum())
+    }
+
+    /// Drops `node`'s counts (a clean shutdown).
+    ///
+    /// # Errors
+    /// Redis failed.
+    pub async fn release(&self, node: &str) -> Result<(), PresenceError> {
+        let mut conn = self.conn.clone();
+        within(redis::cmd("DEL").arg(self.key(node)).query_async::<()>(&mut conn)).await
+    }
+}
