@@ -41,6 +41,17 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// The channel named in the path (by name: the server-side APIs are routed under `/apps/` first).
+#[derive(Deserialize)]
+pub(super) struct ChannelPath {
+    pub channel: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct UserPath {
+    pub user_id: String,
+}
+
 #[derive(Deserialize)]
 pub(super) struct ListQuery {
     #[serde(default)]
@@ -126,7 +137,7 @@ pub(super) async fn channels(
 pub(super) async fn channel(
     State(state): State<AppState>,
     _: SignedQuery,
-    Path((_, raw)): Path<(String, String)>,
+    Path(ChannelPath { channel: raw }): Path<ChannelPath>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (users, subscriptions) = wanted(q.info.as_deref())?;
@@ -152,7 +163,7 @@ pub(super) async fn channel(
 pub(super) async fn users(
     State(state): State<AppState>,
     _: SignedQuery,
-    Path((_, raw)): Path<(String, String)>,
+    Path(ChannelPath { channel: raw }): Path<ChannelPath>,
 ) -> Result<Json<Value>, ApiError> {
     let name = presence_channel(&raw)?;
     let members = state.ws.presence.members(&name).await?;
@@ -163,7 +174,7 @@ pub(super) async fn users(
 #[utoipa::path(post, path = "/apps/{app_id}/users/{user_id}/terminate_connections", tag = "pusher http api", params(("app_id" = String, Path), ("user_id" = String, Path)), responses((status = 200, description = "{}: every socket of the user, on every node, is being closed (4009)"), (status = 401, description = "missing or wrong signature"), (status = 422, description = "invalid user id")))]
 pub(super) async fn terminate(
     State(state): State<AppState>,
-    Path((_, user)): Path<(String, String)>,
+    Path(UserPath { user_id: user }): Path<UserPath>,
     Signed(_): Signed<serde::de::IgnoredAny>,
 ) -> Result<Json<Value>, ApiError> {
     if user.is_empty() || user.len() > MAX_USER_ID || user.chars().any(char::is_control) {

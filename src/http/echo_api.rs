@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 
 use super::{
     MAX_BODY_BYTES,
-    channels_api::{ListQuery, occupied, presence_channel, user_count},
+    channels_api::{ChannelPath, ListQuery, occupied, presence_channel, user_count},
     extract::Json,
     pusher_api::{Trigger, broadcasts, publish},
 };
@@ -138,7 +138,7 @@ async fn channels(
 async fn channel(
     State(state): State<AppState>,
     _: EchoClientAuth,
-    Path((_, raw)): Path<(String, String)>,
+    Path(ChannelPath { channel: raw }): Path<ChannelPath>,
 ) -> Result<Json<Value>, ApiError> {
     let name = ChannelName::parse(&raw)?;
     let count = state.ws.presence.subscription_count(&name).await?;
@@ -153,7 +153,7 @@ async fn channel(
 async fn users(
     State(state): State<AppState>,
     _: EchoClientAuth,
-    Path((_, raw)): Path<(String, String)>,
+    Path(ChannelPath { channel: raw }): Path<ChannelPath>,
 ) -> Result<Json<Value>, ApiError> {
     let name = presence_channel(&raw)?;
     let members = state.ws.presence.members(&name).await?;

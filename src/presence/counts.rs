@@ -26,6 +26,20 @@ pub struct RedisCounts {
     written: tokio::sync::Mutex<HashMap<String, usize>>,
 }
 
+/// What to write so Redis goes from `written` towards `now`: changed counts, and 0 (delete) for
+/// channels that emptied; at most [`MAX_WRITES_PER_BEAT`] of them.
+fn difference(now: &HashMap<String, usize>, written: &HashMap<String, usize>) -> Vec<(String, usize)> {
+    let changed = now
+        .iter()
+        .filter(|(channel, n)| written.get(*channel) != Some(n))
+        .map(|(channel, n)| (channel.clone(), *n));
+    let gone = written
+        .keys()
+        .filter(|channel| !now.contains_key(*channel))
+        .map(|channel| (channel.clone(), 0));
+    changed.chain(gone).take(MAX_WRITES_PER_BEAT).collect()
+}
+
 impl RedisCounts {
     pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
         Self {
@@ -54,15 +68,7 @@ impl RedisCounts {
         if kept == 0 {
             written.clear();
         }
-        let changed = now
-            .iter()
-            .filter(|(channel, n)| written.get(*channel) != Some(n))
-            .map(|(channel, n)| (channel.clone(), *n));
-        let gone = written
-            .keys()
-            .filter(|channel| !now.contains_key(*channel))
-            .map(|channel| (channel.clone(), 0));
-        let diff: Vec<(String, usize)> = changed.chain(gone).take(MAX_WRITES_PER_BEAT).collect();
+        let diff = difference(now, &written);
         if diff.is_empty() {
             return Ok(0);
         }
@@ -91,6 +97,9 @@ impl RedisCounts {
     /// # Errors
     /// Redis failed.
     pub async fn all(&self, nodes: &[String]) -> Result<HashMap<String, usize>, PresenceError> {
+        if nodes.is_empty() {
+            return Ok(HashMap::new());
+        }
         let mut pipe = redis::pipe();
         for node in nodes {
             pipe.hgetall(self.key(node));
@@ -109,6 +118,9 @@ impl RedisCounts {
     /// # Errors
     /// Redis failed.
     pub async fn one(&self, nodes: &[String], channel: &str) -> Result<usize, PresenceError> {
+        if nodes.is_empty() {
+            return Ok(0);
+        }
         let mut pipe = redis::pipe();
         for node in nodes {
             pipe.hget(self.key(node), channel);
@@ -125,5 +137,28 @@ impl RedisCounts {
     pub async fn release(&self, node: &str) -> Result<(), PresenceError> {
         let mut conn = self.conn.clone();
         within(redis::cmd("DEL").arg(self.key(node)).query_async::<()>(&mut conn)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_beat_writes_only_the_difference_and_at_most_the_bound() {
+        let mut written = HashMap::new();
+        let now: HashMap<String, usize> = (0..2500).map(|i| (format!("c{i}"), 1)).collect();
+        // 2,500 new channels take three beats.
+        for expected in [1000, 1000, 500, 0] {
+            let diff = difference(&now, &written);
+            assert_eq!(diff.len(), expected);
+            written.extend(diff);
+        }
+        let mut later = now.clone();
+        later.remove("c1");
+        later.insert("c2".into(), 3);
+        let mut diff = difference(&later, &written);
+        diff.sort();
+        assert_eq!(diff, vec![("c1".to_owned(), 0), ("c2".to_owned(), 3)]);
     }
 }
