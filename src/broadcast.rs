@@ -140,7 +140,12 @@ mod tests {
 
     #[test]
     fn outside_events_cannot_pass_for_protocol_or_chat_events() {
-        for channel in ["news", "private-orders.7", "presence-online", "private-individual.message.7"] {
+        for channel in [
+            "news",
+            "private-orders.7",
+            "presence-online",
+            "private-individual.message.7",
+        ] {
             for event in ["pusher:subscribe", "pusher_internal:member_added", "pusher:"] {
                 assert_eq!(
                     check_outside_event(channel, event),
@@ -159,7 +164,11 @@ mod tests {
             }
             assert_eq!(check_outside_event(channel, "App\\Events\\OrderShipped"), Ok(()));
         }
-        assert_eq!(check_outside_event("news", events::INDIVIDUAL_EVENT), Ok(()), "not a chat channel");
+        assert_eq!(
+            check_outside_event("news", events::INDIVIDUAL_EVENT),
+            Ok(()),
+            "not a chat channel"
+        );
         assert_eq!(check_outside_event("private-orders.7", "client-typing"), Ok(()));
     }
 }

@@ -162,7 +162,13 @@ pub struct Settings {
     pub redis_broadcast_prefix: Option<String>,
     /// Comma-separated `appId:key` pairs that may use laravel-echo-server's HTTP API
     /// (`/apps/{appId}/…?auth_key={key}`), as its `clients` list. Empty: that API is off.
-    #[arg(long, env = "ECHO_CLIENTS", default_value = "", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ECHO_CLIENTS",
+        default_value = "",
+        global = true,
+        hide_env_values = true
+    )]
     pub echo_clients: String,
     /// A `laravel-echo-server.json` to read settings from; settings given on the command line or
     /// in the environment win over it (README § Moving from laravel-echo-server).
@@ -407,7 +413,10 @@ impl Config {
         let echo_clients = split_list(&s.echo_clients)
             .map(parse_echo_client)
             .collect::<Result<_, _>>()?;
-        let auth_host = s.auth_host.map(|h| h.trim().trim_end_matches('/').to_owned()).filter(|h| !h.is_empty());
+        let auth_host = s
+            .auth_host
+            .map(|h| h.trim().trim_end_matches('/').to_owned())
+            .filter(|h| !h.is_empty());
         if auth_host
             .as_deref()
             .is_some_and(|h| !(h.starts_with("http://") || h.starts_with("https://")))

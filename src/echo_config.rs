@@ -93,14 +93,20 @@ pub fn parse(text_: &str) -> Result<EchoFile, String> {
     if host.is_some() || port.is_some() {
         let host = host.unwrap_or_else(|| "0.0.0.0".into());
         let host = if host.contains(':') { format!("[{host}]") } else { host };
-        used("bind", Some(format!("{host}:{}", port.unwrap_or_else(|| "6001".into()))));
+        used(
+            "bind",
+            Some(format!("{host}:{}", port.unwrap_or_else(|| "6001".into()))),
+        );
     }
     let relay = object(&root, "subscribers")?.and_then(|s| s.get("redis")) != Some(&Value::Bool(false));
     let database = object(&root, "databaseConfig")?;
     if let Some(redis) = database.map(|d| object(d, "redis")).transpose()?.flatten() {
         used("redis_url", Some(redis_url(redis)?));
         if relay {
-            used("redis_broadcast_prefix", Some(text(redis, "keyPrefix")?.unwrap_or_default()));
+            used(
+                "redis_broadcast_prefix",
+                Some(text(redis, "keyPrefix")?.unwrap_or_default()),
+            );
         }
     }
     if let Some(cors) = object(&root, "apiOriginAllow")? {
@@ -173,7 +179,11 @@ fn unused(root: &Map<String, Value>) -> Vec<String> {
                     .map(|k| format!("apiOriginAllow.{k}")),
             ),
             ("subscribers", Value::Object(s)) => {
-                out.extend(s.keys().filter(|k| k.as_str() != "redis").map(|k| format!("subscribers.{k}")));
+                out.extend(
+                    s.keys()
+                        .filter(|k| k.as_str() != "redis")
+                        .map(|k| format!("subscribers.{k}")),
+                );
             }
             _ => out.push(field.clone()),
         }
@@ -303,7 +313,11 @@ mod tests {
     fn an_empty_redis_section_is_iorediss_defaults_and_subscribers_can_turn_the_relay_off() {
         let f = parse(r#"{"databaseConfig": {"redis": {}}, "port": 6001}"#).unwrap();
         assert_eq!(setting(&f, "redis_url"), Some("redis://127.0.0.1:6379"));
-        assert_eq!(setting(&f, "redis_broadcast_prefix"), Some(""), "no keyPrefix: every channel");
+        assert_eq!(
+            setting(&f, "redis_broadcast_prefix"),
+            Some(""),
+            "no keyPrefix: every channel"
+        );
         assert_eq!(setting(&f, "bind"), Some("0.0.0.0:6001"));
         assert_eq!(f.warning(), None);
         let off = parse(r#"{"databaseConfig": {"redis": {}}, "subscribers": {"redis": false}}"#).unwrap();
@@ -318,7 +332,11 @@ mod tests {
         assert!(parse(r#"{"clients": {}}"#).unwrap_err().contains("clients"));
         assert!(parse(r#"{"clients": [{"appId": "a"}]}"#).unwrap_err().contains("key"));
         assert!(parse(r#"{"authHost": true}"#).unwrap_err().contains("authHost"));
-        assert!(parse(r#"{"databaseConfig": []}"#).unwrap_err().contains("databaseConfig"));
+        assert!(
+            parse(r#"{"databaseConfig": []}"#)
+                .unwrap_err()
+                .contains("databaseConfig")
+        );
     }
 
     #[test]

@@ -107,7 +107,9 @@ pub fn broadcast(channel: &str, payload: &[u8]) -> Result<Broadcast, Dropped> {
     // The serde error names the line and column, never the content.
     let p: Payload = serde_json::from_slice(payload).map_err(|e| Dropped::Malformed(e.to_string()))?;
     if p.event.is_empty() || p.event.len() > MAX_EVENT_NAME {
-        return Err(Dropped::Malformed(format!("event must be 1 to {MAX_EVENT_NAME} characters")));
+        return Err(Dropped::Malformed(format!(
+            "event must be 1 to {MAX_EVENT_NAME} characters"
+        )));
     }
     check_outside_event(name.as_str(), &p.event)?;
     let data = match p.data {
@@ -158,7 +160,8 @@ mod tests {
 
     #[test]
     fn reads_laravels_payload() {
-        let payload = br#"{"event":"App\\Events\\OrderShipped","data":{"order":{"id":7},"socket":null},"socket":"123.456"}"#;
+        let payload =
+            br#"{"event":"App\\Events\\OrderShipped","data":{"order":{"id":7},"socket":null},"socket":"123.456"}"#;
         let b = broadcast("private-orders.7", payload).unwrap();
         assert_eq!(b.event, "App\\Events\\OrderShipped");
         assert_eq!(b.data, r#"{"order":{"id":7},"socket":null}"#);
@@ -176,8 +179,14 @@ mod tests {
     #[test]
     fn drops_what_it_cannot_relay() {
         assert!(matches!(broadcast("news", b"not json"), Err(Dropped::Malformed(_))));
-        assert!(matches!(broadcast("news", br#"{"data":{}}"#), Err(Dropped::Malformed(_))));
-        assert_eq!(broadcast("bad channel", br#"{"event":"e","data":{}}"#).unwrap_err(), Dropped::BadChannel);
+        assert!(matches!(
+            broadcast("news", br#"{"data":{}}"#),
+            Err(Dropped::Malformed(_))
+        ));
+        assert_eq!(
+            broadcast("bad channel", br#"{"event":"e","data":{}}"#).unwrap_err(),
+            Dropped::BadChannel
+        );
         assert!(matches!(
             broadcast("news", br#"{"event":"pusher:subscribe","data":{}}"#),
             Err(Dropped::Refused(_))

@@ -35,10 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app_id}/channels", get(channels))
         .route("/apps/{app_id}/channels/{channel}", get(channel))
         .route("/apps/{app_id}/channels/{channel}/users", get(users))
-        .route(
-            "/apps/{app_id}/users/{user_id}/terminate_connections",
-            post(terminate),
-        )
+        .route("/apps/{app_id}/users/{user_id}/terminate_connections", post(terminate))
 }
 
 /// The channel named in the path (by name: the server-side APIs are routed under `/apps/` first).
@@ -63,7 +60,12 @@ pub(super) struct ListQuery {
 /// Which of `user_count` and `subscription_count` an `info` parameter asks for.
 fn wanted(info: Option<&str>) -> Result<(bool, bool), ApiError> {
     let (mut users, mut subscriptions) = (false, false);
-    for attribute in info.unwrap_or_default().split(',').map(str::trim).filter(|a| !a.is_empty()) {
+    for attribute in info
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
         match attribute {
             "user_count" => users = true,
             "subscription_count" => subscriptions = true,

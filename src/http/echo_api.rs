@@ -213,8 +213,16 @@ mod tests {
             app_id: "5e5d2b0c9d6e3c4a".into(),
             key: Secret::new("b0d7f1a1e0c4d2b9a8f7e6d5c4b3a291"),
         }];
-        assert!(allowed(&clients, "5e5d2b0c9d6e3c4a", "b0d7f1a1e0c4d2b9a8f7e6d5c4b3a291"));
-        assert!(!allowed(&clients, "5e5d2b0c9d6e3c4a", "b0d7f1a1e0c4d2b9a8f7e6d5c4b3a290"));
+        assert!(allowed(
+            &clients,
+            "5e5d2b0c9d6e3c4a",
+            "b0d7f1a1e0c4d2b9a8f7e6d5c4b3a291"
+        ));
+        assert!(!allowed(
+            &clients,
+            "5e5d2b0c9d6e3c4a",
+            "b0d7f1a1e0c4d2b9a8f7e6d5c4b3a290"
+        ));
         assert!(!allowed(&clients, "5e5d2b0c9d6e3c4a", ""));
         assert!(!allowed(&clients, "other", "b0d7f1a1e0c4d2b9a8f7e6d5c4b3a291"));
         let headers = HeaderMap::new();
@@ -222,6 +230,9 @@ mod tests {
         let pusher: Uri = "/apps/x/channels?auth_key=k&auth_signature=s".parse().unwrap();
         assert!(is_echo_request(&clients, &echo, &headers));
         assert!(!is_echo_request(&clients, &pusher, &headers));
-        assert!(!is_echo_request(&[], &echo, &headers), "no clients: the Pusher API answers");
+        assert!(
+            !is_echo_request(&[], &echo, &headers),
+            "no clients: the Pusher API answers"
+        );
     }
 }

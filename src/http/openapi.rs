@@ -7,8 +7,8 @@ use utoipa::{
 };
 
 use super::{
-    accounts, admin, attachments, broadcasting_auth, channels_api, conversations, echo_api, groups, message_changes, messages, notifications,
-    oidc, people, pictures, pusher_api, questions, typing,
+    accounts, admin, attachments, broadcasting_auth, channels_api, conversations, echo_api, groups, message_changes,
+    messages, notifications, oidc, people, pictures, pusher_api, questions, typing,
 };
 
 #[derive(OpenApi)]

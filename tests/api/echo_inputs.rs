@@ -16,12 +16,14 @@ use crate::{
 const WITHIN: Duration = Duration::from_secs(15);
 const QUIET: Duration = Duration::from_millis(400);
 /// The script Laravel's RedisBroadcaster runs (Illuminate\Broadcasting\Broadcasters\RedisBroadcaster).
-const LARAVEL_SCRIPT: &str = "local payload = ARGV[1]\nfor i = 2, #ARGV do\n  redis.call('publish', ARGV[i], payload)\nend";
+const LARAVEL_SCRIPT: &str =
+    "local payload = ARGV[1]\nfor i = 2, #ARGV do\n  redis.call('publish', ARGV[i], payload)\nend";
 const ECHO_APP: &str = "5c2d4a4f0bbd3c0a";
 const ECHO_KEY: &str = "7b2f1c9a8e3d4b5f6a7c8d9e0f1a2b3c";
 
 async fn subscribe_public(c: &mut PusherClient, channel: &str) {
-    c.send(json!({"event": "pusher:subscribe", "data": {"channel": channel}})).await;
+    c.send(json!({"event": "pusher:subscribe", "data": {"channel": channel}}))
+        .await;
     let ok = c.expect("pusher_internal:subscription_succeeded").await;
     assert_eq!(ok.channel.as_deref(), Some(channel));
 }
@@ -111,14 +113,25 @@ async fn laravel_redis_broadcasts_reach_pusher_clients() {
     let too_big = payload("Big", json!("x".repeat(11 * 1024)), None);
     for (channel, bad) in [
         ("orders".to_owned(), payload("pusher:subscribe", json!({}), None)),
-        ("orders".to_owned(), payload("pusher_internal:member_added", json!({}), None)),
+        (
+            "orders".to_owned(),
+            payload("pusher_internal:member_added", json!({}), None),
+        ),
         ("orders".to_owned(), "{not json".to_owned()),
         ("orders".to_owned(), json!({"data": {}}).to_string()),
         ("orders".to_owned(), too_big),
-        (chat.clone(), payload("App\\Events\\IndividualMessage", json!({"message": {}}), None)),
+        (
+            chat.clone(),
+            payload("App\\Events\\IndividualMessage", json!({"message": {}}), None),
+        ),
     ] {
         publish(&mut conn, &on(&channel), &bad).await;
-        publish(&mut conn, &on(&channel), &payload("Good", json!({"after": channel}), None)).await;
+        publish(
+            &mut conn,
+            &on(&channel),
+            &payload("Good", json!({"after": channel}), None),
+        )
+        .await;
         let c = if channel == chat { &mut own } else { &mut a };
         let next = c.next().await;
         assert_eq!(next.event, "Good", "dropped before it: {bad:.60}, got {:?}", next.raw);
@@ -186,7 +199,11 @@ async fn signed_get(app: &TestApp, path: &str, params: &[(&str, &str)]) -> reqwe
     };
     let now = chrono::Utc::now().timestamp();
     let query = chatbox::http::pusher_api::sign("GET", &pusher, path, params, b"", now);
-    app.client.get(app.url(&format!("{path}?{query}"))).send().await.unwrap()
+    app.client
+        .get(app.url(&format!("{path}?{query}")))
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn echo_get(app: &TestApp, path: &str) -> reqwest::Response {
@@ -235,7 +252,9 @@ async fn channel_apis_answer_both_auth_schemes(backend: Backend) {
     // Unsigned, or signed with another secret.
     let res = app.get("/apps/test-app/channels").await;
     assert_eq!(error_code(res, StatusCode::UNAUTHORIZED).await, "invalid_signature");
-    let res = app.get("/apps/test-app/channels?auth_key=test-key&auth_timestamp=1&auth_version=1.0&auth_signature=00").await;
+    let res = app
+        .get("/apps/test-app/channels?auth_key=test-key&auth_timestamp=1&auth_version=1.0&auth_signature=00")
+        .await;
     assert_eq!(error_code(res, StatusCode::UNAUTHORIZED).await, "invalid_signature");
 
     // laravel-echo-server's, with auth_key.
@@ -243,9 +262,15 @@ async fn channel_apis_answer_both_auth_schemes(backend: Backend) {
     assert_eq!(status["subscription_count"], 3, "three sockets: {status}");
     assert!(status["uptime"].as_f64().is_some());
     let channels = json_of(echo_get(&app, &format!("/apps/{ECHO_APP}/channels?filter_by_prefix=ne")).await).await;
-    assert_eq!(channels, json!({"channels": {"news": {"subscription_count": 2, "occupied": true}}}));
+    assert_eq!(
+        channels,
+        json!({"channels": {"news": {"subscription_count": 2, "occupied": true}}})
+    );
     let online = json_of(echo_get(&app, &format!("/apps/{ECHO_APP}/channels/presence-online")).await).await;
-    assert_eq!(online, json!({"subscription_count": 1, "occupied": true, "user_count": 1}));
+    assert_eq!(
+        online,
+        json!({"subscription_count": 1, "occupied": true, "user_count": 1})
+    );
     let users = json_of(echo_get(&app, &format!("/apps/{ECHO_APP}/channels/presence-online/users")).await).await;
     assert_eq!(users["users"][0]["id"], user.id.to_string());
     assert_eq!(users["users"][0]["user_info"]["name"], "ann");
@@ -256,7 +281,11 @@ async fn channel_apis_answer_both_auth_schemes(backend: Backend) {
         format!("/apps/{ECHO_APP}/channels?auth_key=nope"),
     ] {
         let res = app.get(&wrong).await;
-        assert_eq!(error_code(res, StatusCode::UNAUTHORIZED).await, "invalid_signature", "{wrong}");
+        assert_eq!(
+            error_code(res, StatusCode::UNAUTHORIZED).await,
+            "invalid_signature",
+            "{wrong}"
+        );
     }
 
     // Events through both, checked alike.
@@ -376,7 +405,10 @@ async fn echo_config_file_is_read_by_a_real_start() {
         .arg("--echo-config")
         .arg(&file)
         .current_dir(dir.path())
-        .env("DATABASE_URL", format!("sqlite://{}", dir.path().join("chatbox.db").display()))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("chatbox.db").display()),
+        )
         .env("BIND", format!("127.0.0.1:{env_port}"))
         .env_remove("REDIS_URL")
         .env_remove("ECHO_CLIENTS")
@@ -401,7 +433,10 @@ async fn echo_config_file_is_read_by_a_real_start() {
     let on_file_port = reqwest::get(format!("http://127.0.0.1:{file_port}/healthz")).await;
     let _ = child.kill();
     let _ = child.wait();
-    assert!(on_file_port.is_err(), "BIND from the environment wins over the file's port");
+    assert!(
+        on_file_port.is_err(),
+        "BIND from the environment wins over the file's port"
+    );
     let log = std::fs::read_to_string(&log).unwrap();
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains("does not use")).collect();
     assert_eq!(warnings.len(), 1, "{log}");
