@@ -788,6 +788,40 @@ mod tests {
     }
 
     #[test]
+    fn echo_inputs_are_checked() {
+        let c = parse(&[]).unwrap();
+        assert_eq!((c.redis_broadcast_prefix, c.auth_host), (None, None));
+        assert_eq!(c.auth_endpoint, "/broadcasting/auth");
+        assert!(c.echo_clients.is_empty());
+        let name = |args: &[&str]| parse(args).unwrap_err().name;
+        assert_eq!(
+            name(&["--redis-broadcast-prefix", "laravel_database_"]),
+            "REDIS_BROADCAST_PREFIX",
+            "needs Redis"
+        );
+        let redis = ["--redis-url", "redis://127.0.0.1"];
+        assert_eq!(
+            name(&[&redis[..], &["--redis-broadcast-prefix", "a b"]].concat()),
+            "REDIS_BROADCAST_PREFIX"
+        );
+        let on = parse(&[&redis[..], &["--redis-broadcast-prefix", "laravel_database_"]].concat()).unwrap();
+        assert_eq!(on.redis_broadcast_prefix.as_deref(), Some("laravel_database_"));
+        assert_eq!(name(&["--echo-clients", "no-key"]), "ECHO_CLIENTS");
+        assert_eq!(name(&["--echo-clients", "app:"]), "ECHO_CLIENTS");
+        let c = parse(&["--echo-clients", "a1:key-one, a2:key-two"]).unwrap();
+        assert_eq!(c.echo_clients.len(), 2);
+        assert_eq!(
+            (c.echo_clients[1].app_id.as_str(), c.echo_clients[1].key.expose()),
+            ("a2", "key-two")
+        );
+        assert!(!format!("{c:?}").contains("key-one"), "keys are never logged");
+        assert_eq!(name(&["--auth-host", "localhost"]), "AUTH_HOST");
+        assert_eq!(name(&["--auth-endpoint", "broadcasting/auth"]), "AUTH_ENDPOINT");
+        let c = parse(&["--auth-host", "http://app.test/"]).unwrap();
+        assert_eq!(c.auth_host.as_deref(), Some("http://app.test"));
+    }
+
+    #[test]
     fn admin_emails_stop_start_up_with_advice() {
         let e = parse(&["--admin-emails", "boss@example.com"]).unwrap_err();
         assert_eq!(e.name, "ADMIN_EMAILS");

@@ -104,8 +104,15 @@ pub fn broadcast(channel: &str, payload: &[u8]) -> Result<Broadcast, Dropped> {
         return Err(Dropped::TooLarge);
     }
     let name = ChannelName::parse(channel).map_err(|_| Dropped::BadChannel)?;
-    // The serde error names the line and column, never the content.
-    let p: Payload = serde_json::from_slice(payload).map_err(|e| Dropped::Malformed(e.to_string()))?;
+    // Only the kind of error and where: serde's own message may quote the payload.
+    let p: Payload = serde_json::from_slice(payload).map_err(|e| {
+        Dropped::Malformed(format!(
+            "{:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
     if p.event.is_empty() || p.event.len() > MAX_EVENT_NAME {
         return Err(Dropped::Malformed(format!(
             "event must be 1 to {MAX_EVENT_NAME} characters"
