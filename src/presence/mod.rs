@@ -425,52 +425,6 @@ impl Presence {
         }
     }
 
-    /// Writes this node's subscription counts to Redis (what changed since the last beat).
-    async fn write_counts(&self) {
-        let Some(c) = &self.counts else { return };
-        if let Err(e) = c.beat(&self.node, &self.hub.channel_counts()).await {
-            tracing::warn!(error = %e, "subscription counts not written; retrying at the next heartbeat");
-        }
-    }
-
-    /// The other live nodes (those whose lease is current).
-    async fn other_nodes(&self, r: &RedisPresence) -> Result<Vec<String>, PresenceError> {
-        Ok(r.nodes()
-            .await?
-            .into_iter()
-            .filter(|(id, lease)| lease.is_some() && *id != self.node)
-            .map(|(id, _)| id)
-            .collect())
-    }
-
-    /// Sockets subscribed to each channel over the whole deployment (channels without any are
-    /// left out): this node's now, the others' as of their last heartbeat.
-    ///
-    /// # Errors
-    /// Redis is unavailable.
-    pub async fn subscription_counts(&self) -> Result<HashMap<String, usize>, PresenceError> {
-        let mut all = self.hub.channel_counts();
-        if let (Some(r), Some(c)) = (&self.redis, &self.counts) {
-            for (channel, n) in c.all(&self.other_nodes(r).await?).await? {
-                *all.entry(channel).or_default() += n;
-            }
-        }
-        all.retain(|_, n| *n > 0);
-        Ok(all)
-    }
-
-    /// Sockets subscribed to `channel` over the whole deployment.
-    ///
-    /// # Errors
-    /// Redis is unavailable.
-    pub async fn subscription_count(&self, channel: &ChannelName) -> Result<usize, PresenceError> {
-        let here = self.hub.channel_count(channel);
-        match (&self.redis, &self.counts) {
-            (Some(r), Some(c)) => Ok(here + c.one(&self.other_nodes(r).await?, channel.as_str()).await?),
-            _ => Ok(here),
-        }
-    }
-
     /// Makes Redis hold exactly this node's sockets, announcing what that changes.
     async fn reregister(&self, r: &RedisPresence) {
         let _alone = self.resync.write().await;
