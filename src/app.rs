@@ -234,15 +234,24 @@ impl App {
         tasks.spawn(sweep_sessions(store.clone(), state.config.token_ttl, shutdown.clone()));
         tasks.spawn(sweep_attachments(store.clone(), shutdown.clone()));
         tasks.spawn(state.ws.hub.clone().batch_member_changes(shutdown.clone()));
-        tasks.spawn(state.ws.presence.clone().run(shutdown.clone()));
+        tasks.spawn(state.ws.presence.clone().run(state.ws.hub.clone(), shutdown.clone()));
         if let Some(client) = delivery.redis.clone() {
             let prefix = state.config.redis_prefix.clone();
             tasks.spawn(bus::redis::subscribe(
-                client,
+                client.clone(),
                 prefix,
                 state.ws.hub.clone(),
                 shutdown.clone(),
             ));
+            if let Some(laravel) = state.config.redis_broadcast_prefix.clone() {
+                tasks.spawn(bus::laravel::relay(
+                    client,
+                    laravel,
+                    state.config.redis_prefix.clone(),
+                    state.ws.hub.clone(),
+                    shutdown.clone(),
+                ));
+            }
         }
         if state.config.run_worker {
             let worker = Worker {

@@ -38,6 +38,21 @@ pub mod events {
     /// The user was named in a group message: `{from, pseudonym?, group: {id, name},
     /// message_id}` (the `mention` notification), on its group channel.
     pub const MENTIONED: &str = "App\\Events\\Mentioned";
+    /// Every event chatbox itself publishes on a user's own channels.
+    pub const CHAT: &[&str] = &[
+        INDIVIDUAL_EVENT,
+        GROUP_EVENT,
+        ADDED_TO_GROUP,
+        REMOVED_FROM_GROUP,
+        GROUP_UPDATED,
+        USER_REGISTERED,
+        USER_UPDATED,
+        TYPING_EVENT,
+        MESSAGE_UPDATED,
+        MESSAGE_DELETED,
+        MESSAGES_READ,
+        MENTIONED,
+    ];
     /// A user's first socket on a presence channel anywhere: `{user_id, user_info}`.
     pub const MEMBER_ADDED: &str = "pusher_internal:member_added";
     /// A user's last socket on a presence channel closed: `{user_id}`.
@@ -71,7 +86,14 @@ pub enum Target {
     /// may not have reached every node, or Redis lost the channel's versions; each node sends its
     /// subscribers there a fresh member list, which clients take as a reset.
     MembersReset { channel: Option<String> },
+    /// Not an event: every socket of this user id (present as it on a presence channel, or on
+    /// its own channels when it is a chatbox user id) is closed with 4009, as the Pusher HTTP
+    /// API's `terminate_connections` asks.
+    Terminate { user: String },
 }
+
+/// Largest `data` of one event from an outside publisher (Pusher: 10 KB).
+pub const MAX_EVENT_DATA: usize = 10 * 1024;
 
 /// Where the bus hands what it carries: a node's hub. The bus knows it only by this contract.
 pub trait Deliver: Send + Sync {
@@ -79,6 +101,34 @@ pub trait Deliver: Send + Sync {
     fn dispatch(&self, b: &Broadcast);
     /// Broadcasts were missed (the node's bus subscription was cut): recover what they carried.
     fn catch_up(&self);
+}
+
+/// Why an outside publisher's event was refused ([`check_outside_event`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OutsideEventRefused {
+    #[error("event names starting with pusher: or pusher_internal: are reserved for the protocol")]
+    Reserved,
+    #[error("chatbox's own chat events cannot be published on its chat channels from outside")]
+    ChatEvent,
+}
+
+/// The check every outside publisher (the Pusher and laravel-echo-server HTTP APIs, Laravel's
+/// Redis broadcaster) passes an event through before it reaches the bus: protocol event names are
+/// refused on every channel, and chatbox's own chat event names on its chat channels (a user's
+/// `private-individual.message.N` / `private-group.message.N`), so nothing from outside can
+/// pass for a stored message or a member change.
+///
+/// # Errors
+/// [`OutsideEventRefused`] says which rule the event broke.
+pub fn check_outside_event(channel: &str, event: &str) -> Result<(), OutsideEventRefused> {
+    if event.starts_with("pusher:") || event.starts_with("pusher_internal:") {
+        return Err(OutsideEventRefused::Reserved);
+    }
+    let chat_channel = crate::domain::ChannelName::parse(channel).is_ok_and(|c| c.user_channel().is_some());
+    if chat_channel && events::CHAT.contains(&event) {
+        return Err(OutsideEventRefused::ChatEvent);
+    }
+    Ok(())
 }
 
 /// One event for many sockets, encoded once for all of them.
@@ -97,4 +147,43 @@ pub struct Broadcast {
     /// The message this event announces, so a connection never shows one message twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<MessageId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_events_cannot_pass_for_protocol_or_chat_events() {
+        for channel in [
+            "news",
+            "private-orders.7",
+            "presence-online",
+            "private-individual.message.7",
+        ] {
+            for event in ["pusher:subscribe", "pusher_internal:member_added", "pusher:"] {
+                assert_eq!(
+                    check_outside_event(channel, event),
+                    Err(OutsideEventRefused::Reserved),
+                    "{channel} {event}"
+                );
+            }
+        }
+        for channel in ["private-individual.message.7", "private-group.message.12"] {
+            for event in events::CHAT {
+                assert_eq!(
+                    check_outside_event(channel, event),
+                    Err(OutsideEventRefused::ChatEvent),
+                    "{channel} {event}"
+                );
+            }
+            assert_eq!(check_outside_event(channel, "App\\Events\\OrderShipped"), Ok(()));
+        }
+        assert_eq!(
+            check_outside_event("news", events::INDIVIDUAL_EVENT),
+            Ok(()),
+            "not a chat channel"
+        );
+        assert_eq!(check_outside_event("private-orders.7", "client-typing"), Ok(()));
+    }
 }

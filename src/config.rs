@@ -148,6 +148,32 @@ pub struct Settings {
     /// it, the count and the subscriber only (the list is paged over HTTP).
     #[arg(long, env = "PRESENCE_MAX_MEMBERS", default_value_t = DEFAULT_PRESENCE_MAX_MEMBERS, global = true)]
     pub presence_max_members: usize,
+    /// The Laravel app that authorises subscriptions to channels that are not chatbox's own
+    /// (`https://app.example.com`); unset: such private and presence channels are refused.
+    #[arg(long, env = "AUTH_HOST", global = true)]
+    pub auth_host: Option<String>,
+    /// The path on AUTH_HOST that authorises a subscription.
+    #[arg(long, env = "AUTH_ENDPOINT", default_value = "/broadcasting/auth", global = true)]
+    pub auth_endpoint: String,
+    /// Relay Laravel's Redis broadcaster: every pub/sub message on `{prefix}{channel}` in the
+    /// Redis of REDIS_URL goes to `{channel}` (Laravel's own prefix, often `laravel_database_`).
+    /// Unset: off.
+    #[arg(long, env = "REDIS_BROADCAST_PREFIX", global = true)]
+    pub redis_broadcast_prefix: Option<String>,
+    /// Comma-separated `appId:key` pairs that may use laravel-echo-server's HTTP API
+    /// (`/apps/{appId}/…?auth_key={key}`), as its `clients` list. Empty: that API is off.
+    #[arg(
+        long,
+        env = "ECHO_CLIENTS",
+        default_value = "",
+        global = true,
+        hide_env_values = true
+    )]
+    pub echo_clients: String,
+    /// A `laravel-echo-server.json` to read settings from; settings given on the command line or
+    /// in the environment win over it (README § Moving from laravel-echo-server).
+    #[arg(long, env = "ECHO_CONFIG", global = true)]
+    pub echo_config: Option<std::path::PathBuf>,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -252,7 +278,25 @@ pub struct Config {
     pub oidc: Option<Oidc>,
     /// Members of a presence channel listed in full in `subscription_succeeded`.
     pub presence_max_members: usize,
+    /// The Laravel app asked about channels that are not chatbox's own (`AUTH_HOST`).
+    pub auth_host: Option<String>,
+    /// Its authorisation path (`AUTH_ENDPOINT`).
+    pub auth_endpoint: String,
+    /// Laravel's Redis broadcaster is relayed from channels with this prefix; `None`: off.
+    pub redis_broadcast_prefix: Option<String>,
+    /// Who may use laravel-echo-server's HTTP API.
+    pub echo_clients: Vec<EchoClient>,
 }
+
+/// One of laravel-echo-server's `clients`: an app id and the key its HTTP API takes.
+#[derive(Debug, Clone)]
+pub struct EchoClient {
+    pub app_id: String,
+    pub key: Secret,
+}
+
+/// Longest `REDIS_BROADCAST_PREFIX`.
+const MAX_BROADCAST_PREFIX: usize = 64;
 
 /// A setting that failed validation: names the setting and says what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -365,6 +409,23 @@ impl Config {
             ],
             s.oidc_name,
         )?;
+        let redis_broadcast_prefix = parse_broadcast_prefix(s.redis_broadcast_prefix, redis_url.is_some())?;
+        let echo_clients = split_list(&s.echo_clients)
+            .map(parse_echo_client)
+            .collect::<Result<_, _>>()?;
+        let auth_host = s
+            .auth_host
+            .map(|h| h.trim().trim_end_matches('/').to_owned())
+            .filter(|h| !h.is_empty());
+        if auth_host
+            .as_deref()
+            .is_some_and(|h| !(h.starts_with("http://") || h.starts_with("https://")))
+        {
+            return Err(invalid("AUTH_HOST", "expected http(s)://host[:port]"));
+        }
+        if !s.auth_endpoint.starts_with('/') {
+            return Err(invalid("AUTH_ENDPOINT", "expected a path starting with /"));
+        }
         Ok(Self {
             database_url: Secret(database_url),
             database_kind,
@@ -394,6 +455,10 @@ impl Config {
             max_attachment_bytes: s.max_attachment_bytes,
             oidc,
             presence_max_members: s.presence_max_members,
+            auth_host,
+            auth_endpoint: s.auth_endpoint,
+            redis_broadcast_prefix,
+            echo_clients,
         })
     }
 
@@ -538,6 +603,35 @@ fn parse_oidc_url(name: &'static str, raw: &str) -> Result<openidconnect::url::U
             name,
             "must be https:// (http:// only on this machine: localhost, 127.0.0.1)",
         )),
+    }
+}
+
+/// `REDIS_BROADCAST_PREFIX`: needs Redis; any printable prefix (empty: every channel).
+fn parse_broadcast_prefix(prefix: Option<String>, redis: bool) -> Result<Option<String>, ConfigError> {
+    let Some(prefix) = prefix else { return Ok(None) };
+    if !redis {
+        return Err(invalid(
+            "REDIS_BROADCAST_PREFIX",
+            "needs REDIS_URL: Laravel's broadcaster publishes to Redis",
+        ));
+    }
+    if prefix.len() > MAX_BROADCAST_PREFIX || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            "REDIS_BROADCAST_PREFIX",
+            format!("at most {MAX_BROADCAST_PREFIX} characters, no white space"),
+        ));
+    }
+    Ok(Some(prefix))
+}
+
+/// One `ECHO_CLIENTS` entry: `appId:key`.
+fn parse_echo_client(raw: &str) -> Result<EchoClient, ConfigError> {
+    match raw.split_once(':') {
+        Some((app_id, key)) if !app_id.is_empty() && !key.is_empty() => Ok(EchoClient {
+            app_id: app_id.to_owned(),
+            key: Secret(key.to_owned()),
+        }),
+        _ => Err(invalid("ECHO_CLIENTS", "expected appId:key pairs separated by commas")),
     }
 }
 
@@ -691,6 +785,40 @@ mod tests {
         assert_eq!(parse(&local).unwrap().oidc.unwrap().name, "127.0.0.1");
         let elsewhere = [&all[..7], &["https://chat.example.com/login"]].concat();
         assert_eq!(parse(&elsewhere).unwrap_err().name, "OIDC_REDIRECT_URL");
+    }
+
+    #[test]
+    fn echo_inputs_are_checked() {
+        let c = parse(&[]).unwrap();
+        assert_eq!((c.redis_broadcast_prefix, c.auth_host), (None, None));
+        assert_eq!(c.auth_endpoint, "/broadcasting/auth");
+        assert!(c.echo_clients.is_empty());
+        let name = |args: &[&str]| parse(args).unwrap_err().name;
+        assert_eq!(
+            name(&["--redis-broadcast-prefix", "laravel_database_"]),
+            "REDIS_BROADCAST_PREFIX",
+            "needs Redis"
+        );
+        let redis = ["--redis-url", "redis://127.0.0.1"];
+        assert_eq!(
+            name(&[&redis[..], &["--redis-broadcast-prefix", "a b"]].concat()),
+            "REDIS_BROADCAST_PREFIX"
+        );
+        let on = parse(&[&redis[..], &["--redis-broadcast-prefix", "laravel_database_"]].concat()).unwrap();
+        assert_eq!(on.redis_broadcast_prefix.as_deref(), Some("laravel_database_"));
+        assert_eq!(name(&["--echo-clients", "no-key"]), "ECHO_CLIENTS");
+        assert_eq!(name(&["--echo-clients", "app:"]), "ECHO_CLIENTS");
+        let c = parse(&["--echo-clients", "a1:key-one, a2:key-two"]).unwrap();
+        assert_eq!(c.echo_clients.len(), 2);
+        assert_eq!(
+            (c.echo_clients[1].app_id.as_str(), c.echo_clients[1].key.expose()),
+            ("a2", "key-two")
+        );
+        assert!(!format!("{c:?}").contains("key-one"), "keys are never logged");
+        assert_eq!(name(&["--auth-host", "localhost"]), "AUTH_HOST");
+        assert_eq!(name(&["--auth-endpoint", "broadcasting/auth"]), "AUTH_ENDPOINT");
+        let c = parse(&["--auth-host", "http://app.test/"]).unwrap();
+        assert_eq!(c.auth_host.as_deref(), Some("http://app.test"));
     }
 
     #[test]

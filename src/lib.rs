@@ -22,6 +22,7 @@ pub mod broadcast;
 pub mod bus;
 pub mod config;
 pub mod domain;
+pub mod echo_config;
 pub mod error;
 pub mod files;
 pub mod http;

@@ -10,7 +10,7 @@ use chatbox::{
     store::{AccountRef, Store},
     telemetry,
 };
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
 
 #[derive(Parser)]
 #[command(
@@ -66,7 +66,28 @@ fn main() -> ExitCode {
         eprintln!("chatbox: .env: {e}");
         return ExitCode::from(2);
     }
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let echo_file = match cli.settings.echo_config.as_deref().map(chatbox::echo_config::read) {
+        None => None,
+        Some(Ok(file)) => Some(file),
+        Some(Err(e)) => {
+            eprintln!("chatbox: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(file) = &echo_file {
+        // The command line and the environment (.env included) win over the file.
+        file.apply(&mut cli.settings, |field| {
+            matches!(
+                matches.value_source(field),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        });
+    }
     let config = match Config::from_settings(cli.settings) {
         Ok(c) => c,
         Err(e) => {
@@ -75,6 +96,9 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format);
+    if let Some(warning) = echo_file.as_ref().and_then(|f| f.warning()) {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -4,6 +4,7 @@
 //! Delivery is at most once, in publish order per publisher: a node that is disconnected from
 //! Redis misses what is published meanwhile (clients catch up from the store).
 
+pub mod laravel;
 pub mod redis;
 
 use std::sync::Arc;

@@ -56,36 +56,65 @@ impl RedisBus {
 /// Feeds every broadcast published on the bus into `hub` until shutdown, re-subscribing after
 /// any connection loss.
 pub async fn subscribe(client: redis::Client, prefix: String, hub: Arc<dyn Deliver>, shutdown: CancellationToken) {
-    let channel = channel_name(&prefix);
+    let channel: Arc<str> = channel_name(&prefix).into();
+    keep_subscribed(&client, "the bus", &shutdown, |pubsub, resumed| {
+        read_bus(pubsub, resumed, channel.clone(), hub.clone())
+    })
+    .await;
+}
+
+/// One subscription to the bus: dispatches every broadcast until the connection ends.
+async fn read_bus(
+    mut pubsub: redis::aio::PubSub,
+    resumed: bool,
+    channel: Arc<str>,
+    hub: Arc<dyn Deliver>,
+) -> redis::RedisResult<()> {
+    pubsub.subscribe(&*channel).await?;
+    tracing::info!(channel = %channel, "subscribed to the bus");
+    // Whatever was published while this node was not subscribed is in the store.
+    if resumed {
+        hub.catch_up();
+    }
+    let mut messages = pubsub.on_message();
+    while let Some(msg) = messages.next().await {
+        match serde_json::from_slice::<Broadcast>(msg.get_payload_bytes()) {
+            Ok(b) => hub.dispatch(&b),
+            Err(e) => tracing::warn!(error = %e, "undecodable message on the bus dropped"),
+        }
+    }
+    Ok(())
+}
+
+/// Runs `session` on a fresh pub/sub connection until shutdown, again after every loss (the
+/// connection failed, Redis restarted, the connection was killed), with back-off up to
+/// [`MAX_BACKOFF`]. `session` subscribes and reads until the stream ends; it is told whether it
+/// resumes after a loss (`false` the first time), when messages may have been missed. One task,
+/// one connection: messages are handled in the order Redis sends them.
+pub async fn keep_subscribed<F>(
+    client: &redis::Client,
+    what: &str,
+    shutdown: &CancellationToken,
+    mut session: impl FnMut(redis::aio::PubSub, bool) -> F,
+) where
+    F: Future<Output = redis::RedisResult<()>> + Send,
+{
     let mut backoff = Duration::from_millis(100);
-    let mut first = true;
+    let mut resumed = false;
     loop {
         let attempt = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            tracing::info!(channel, "subscribed to the bus");
-            // Whatever was published while this node was not subscribed is in the store.
-            if !std::mem::replace(&mut first, false) {
-                hub.catch_up();
-            }
-            let mut messages = pubsub.on_message();
-            while let Some(msg) = messages.next().await {
-                match serde_json::from_slice::<Broadcast>(msg.get_payload_bytes()) {
-                    Ok(b) => hub.dispatch(&b),
-                    Err(e) => tracing::warn!(error = %e, "undecodable message on the bus dropped"),
-                }
-            }
-            Ok::<(), redis::RedisError>(())
+            let pubsub = client.get_async_pubsub().await?;
+            session(pubsub, std::mem::replace(&mut resumed, true)).await
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
             result = attempt => {
                 match result {
                     Ok(()) => {
-                        tracing::warn!("bus subscription ended; re-subscribing");
+                        tracing::warn!(what, "subscription ended; re-subscribing");
                         backoff = Duration::from_millis(100);
                     }
-                    Err(e) => tracing::warn!(error = %e, "bus subscription failed; retrying"),
+                    Err(e) => tracing::warn!(what, error = %e, "subscription failed; retrying"),
                 }
             }
         }

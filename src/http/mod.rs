@@ -6,8 +6,10 @@ pub mod admin;
 pub mod attachments;
 pub mod body_deadline;
 pub mod broadcasting_auth;
+pub mod channels_api;
 pub mod client_addr;
 pub mod conversations;
+pub mod echo_api;
 pub mod extract;
 pub mod groups;
 pub mod imaging;
@@ -42,6 +44,32 @@ const SESSION_IDLE_DAYS: i64 = 14;
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "chatbox_session";
 
+/// The server-side HTTP APIs under `/apps/`, which share paths: laravel-echo-server's
+/// ([`echo_api`]) for a request that presents a key without a Pusher signature, the Pusher HTTP
+/// API ([`pusher_api`], [`channels_api`]) for every other.
+fn apps_router(state: &AppState) -> axum::routing::MethodRouter<AppState> {
+    use tower::ServiceExt;
+    let unknown = || async { ApiError::NotFound("route") };
+    let pusher = pusher_api::router()
+        .merge(channels_api::router())
+        .fallback(unknown)
+        .with_state(state.clone());
+    let echo = echo_api::router().fallback(unknown).with_state(state.clone());
+    echo_api::mark_start();
+    let clients: std::sync::Arc<[crate::config::EchoClient]> = state.config.echo_clients.clone().into();
+    axum::routing::any(move |req: axum::extract::Request| async move {
+        let api = if echo_api::is_echo_request(&clients, req.uri(), req.headers()) {
+            echo
+        } else {
+            pusher
+        };
+        match api.oneshot(req).await {
+            Ok(res) => res,
+            Err(never) => match never {},
+        }
+    })
+}
+
 /// Every route of the application.
 pub fn router(state: AppState) -> Router {
     let sessions = SessionManagerLayer::new(state.store.clone())
@@ -67,7 +95,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(attachments::router(state.config.max_attachment_bytes))
         .merge(pictures::router(state.config.max_attachment_bytes))
-        .merge(pusher_api::router())
+        .route("/apps/{*rest}", apps_router(&state))
         .merge(oidc::router())
         .route("/app/{key}", get(crate::ws::upgrade))
         .route("/api/config", get(client_config))

@@ -7,8 +7,8 @@ use utoipa::{
 };
 
 use super::{
-    accounts, admin, attachments, broadcasting_auth, conversations, groups, message_changes, messages, notifications,
-    oidc, people, pictures, pusher_api, questions, typing,
+    accounts, admin, attachments, broadcasting_auth, channels_api, conversations, echo_api, groups, message_changes,
+    messages, notifications, oidc, people, pictures, pusher_api, questions, typing,
 };
 
 #[derive(OpenApi)]
@@ -39,6 +39,8 @@ use super::{
         broadcasting_auth::authorize,
         admin::presence, admin::stats,
         pusher_api::trigger, pusher_api::batch,
+        channels_api::channels, channels_api::channel, channels_api::users, channels_api::terminate,
+        echo_api::status, echo_api::channels, echo_api::channel, echo_api::users, echo_api::events,
         super::healthz, super::client_config,
     ),
     modifiers(&BearerAuth),

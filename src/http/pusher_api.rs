@@ -1,6 +1,7 @@
 //! The Pusher HTTP API (PROTOCOL.md §1.9), so a backend that triggers events through a Pusher
 //! server library (pusher-http-php, Laravel's `pusher` broadcaster, pusher-http-node, …) can use
-//! chatbox unchanged: `POST /apps/{app_id}/events` and `POST /apps/{app_id}/batch_events`.
+//! chatbox unchanged: `POST /apps/{app_id}/events` and `POST /apps/{app_id}/batch_events` here,
+//! the channel queries and `terminate_connections` in [`super::channels_api`].
 //!
 //! Requests are signed with the app secret: query parameters `auth_key`, `auth_timestamp` (at most
 //! 600 s off), `auth_version=1.0`, `body_md5` and `auth_signature = HMAC-SHA256(secret,
@@ -23,6 +24,7 @@ use sha2::Sha256;
 
 use super::{MAX_BODY_BYTES, extract::Json};
 use crate::{
+    broadcast::check_outside_event,
     bus::{Broadcast, Target},
     config::PusherApp,
     domain::{ChannelName, Invalid},
@@ -31,8 +33,7 @@ use crate::{
     state::AppState,
 };
 
-/// Largest `data` of one event (Pusher: 10 KB).
-pub const MAX_EVENT_DATA: usize = 10 * 1024;
+pub use crate::broadcast::MAX_EVENT_DATA;
 /// Channels one trigger may name (Pusher: 100).
 const MAX_CHANNELS: usize = 100;
 /// Events one batch may carry (Pusher: 10).
@@ -49,17 +50,17 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
-struct Trigger {
-    name: String,
+pub(super) struct Trigger {
+    pub name: String,
     /// The payload, a string (usually JSON text).
-    data: String,
+    pub data: String,
     #[serde(default)]
-    channels: Option<Vec<String>>,
+    pub channels: Option<Vec<String>>,
     #[serde(default)]
-    channel: Option<String>,
+    pub channel: Option<String>,
     /// A socket that must not receive the event (the one whose action caused it).
     #[serde(default)]
-    socket_id: Option<String>,
+    pub socket_id: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -69,7 +70,7 @@ struct Batch {
 
 /// A request body signed with the app secret: the signature, key, clock and digest are checked
 /// before the body is read as `T`.
-struct Signed<T>(T);
+pub(super) struct Signed<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
     type Rejection = ApiError;
@@ -81,8 +82,21 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
         let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
             .map_err(|_| ApiError::PayloadTooLarge)?;
-        check_signature(&state.config.pusher, app_id, &parts.uri, parts.uri.query(), &body)?;
+        check_signature(&state.config.pusher, parts.method.as_str(), app_id, &parts.uri, &body)?;
         Ok(Self(parse(&body)?))
+    }
+}
+
+/// A signed request without a body (the GET queries): the signature, key and clock are checked.
+pub(super) struct SignedQuery;
+
+impl axum::extract::FromRequestParts<AppState> for SignedQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, ApiError> {
+        let app_id = parts.uri.path().split('/').nth(2).unwrap_or_default();
+        check_signature(&state.config.pusher, parts.method.as_str(), app_id, &parts.uri, &[])?;
+        Ok(Self)
     }
 }
 
@@ -110,7 +124,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))
 }
 
-async fn publish(state: &AppState, broadcasts: &[Broadcast]) -> Result<(), ApiError> {
+pub(super) async fn publish(state: &AppState, broadcasts: &[Broadcast]) -> Result<(), ApiError> {
     for b in broadcasts {
         state
             .ws
@@ -123,7 +137,7 @@ async fn publish(state: &AppState, broadcasts: &[Broadcast]) -> Result<(), ApiEr
 }
 
 /// One broadcast per channel of a validated trigger.
-fn broadcasts(t: Trigger) -> Result<Vec<Broadcast>, ApiError> {
+pub(super) fn broadcasts(t: Trigger) -> Result<Vec<Broadcast>, ApiError> {
     if t.name.is_empty() || t.name.len() > MAX_EVENT_NAME {
         return Err(Invalid::new(
             "invalid_event",
@@ -152,6 +166,8 @@ fn broadcasts(t: Trigger) -> Result<Vec<Broadcast>, ApiError> {
         .into_iter()
         .map(|raw| {
             let channel = ChannelName::parse(&raw)?;
+            check_outside_event(channel.as_str(), &t.name)
+                .map_err(|e| ApiError::bad_request("reserved_event", e.to_string()))?;
             Ok(Broadcast {
                 target: Target::Channel {
                     channel: channel.as_str().to_owned(),
@@ -167,11 +183,11 @@ fn broadcasts(t: Trigger) -> Result<Vec<Broadcast>, ApiError> {
 }
 
 /// Checks the request signature, the key, the clock and the body digest.
-fn check_signature(app: &PusherApp, app_id: &str, uri: &Uri, query: Option<&str>, body: &[u8]) -> Result<(), ApiError> {
+fn check_signature(app: &PusherApp, method: &str, app_id: &str, uri: &Uri, body: &[u8]) -> Result<(), ApiError> {
     if app_id != app.id {
         return Err(ApiError::NotFound("app"));
     }
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(uri.query().unwrap_or(""))
         .map_err(|_| ApiError::BadSignature("the query string cannot be read".into()))?;
     let params: BTreeMap<String, String> = pairs.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     let get = |k: &str| params.get(k).map(String::as_str);
@@ -193,7 +209,7 @@ fn check_signature(app: &PusherApp, app_id: &str, uri: &Uri, query: Option<&str>
     let signature = get("auth_signature")
         .and_then(|s| hex::decode(s).ok())
         .ok_or_else(|| bad("missing auth_signature"))?;
-    let signed = string_to_sign("POST", uri.path(), &params);
+    let signed = string_to_sign(method, uri.path(), &params);
     let mut mac =
         Hmac::<Sha256>::new_from_slice(app.secret.expose().as_bytes()).expect("HMAC takes keys of any length");
     mac.update(signed.as_bytes());
@@ -211,8 +227,14 @@ pub fn string_to_sign(method: &str, path: &str, params: &BTreeMap<String, String
     format!("{method}\n{path}\n{}", query.join("&"))
 }
 
-/// Signs a request the way Pusher server libraries do; returns the query string to append.
+/// Signs a POST the way Pusher server libraries do; returns the query string to append.
 pub fn sign_request(app: &PusherApp, path: &str, body: &[u8], timestamp: i64) -> String {
+    sign("POST", app, path, &[], body, timestamp)
+}
+
+/// Signs a request with its own query parameters `extra` (values not escaped: plain ones only);
+/// returns the whole query string.
+pub fn sign(method: &str, app: &PusherApp, path: &str, extra: &[(&str, &str)], body: &[u8], timestamp: i64) -> String {
     let mut params = BTreeMap::from([
         ("auth_key".to_owned(), app.key.clone()),
         ("auth_timestamp".to_owned(), timestamp.to_string()),
@@ -221,9 +243,10 @@ pub fn sign_request(app: &PusherApp, path: &str, body: &[u8], timestamp: i64) ->
     if !body.is_empty() {
         params.insert("body_md5".to_owned(), hex::encode(Md5::digest(body)));
     }
+    params.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     let mut mac =
         Hmac::<Sha256>::new_from_slice(app.secret.expose().as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(string_to_sign("POST", path, &params).as_bytes());
+    mac.update(string_to_sign(method, path, &params).as_bytes());
     let signature = hex::encode(mac.finalize().into_bytes());
     let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!("{}&auth_signature={signature}", query.join("&"))
@@ -257,23 +280,23 @@ mod tests {
     #[test]
     fn rejects_a_changed_body_or_a_stale_clock() {
         let body = br#"{"name":"e","channel":"c","data":"{}"}"#;
-        let uri: Uri = "/apps/3/events".parse().unwrap();
+        let with = |query: &str| -> Uri { format!("/apps/3/events?{query}").parse().unwrap() };
         let now = chrono::Utc::now().timestamp();
         let query = sign_request(&app(), "/apps/3/events", body, now);
-        assert!(check_signature(&app(), "3", &uri, Some(&query), body).is_ok());
+        assert!(check_signature(&app(), "POST", "3", &with(&query), body).is_ok());
         let other = br#"{"name":"e","channel":"d","data":"{}"}"#;
-        assert!(check_signature(&app(), "3", &uri, Some(&query), other).is_err());
+        assert!(check_signature(&app(), "POST", "3", &with(&query), other).is_err());
         let stale = sign_request(&app(), "/apps/3/events", body, now - 601);
-        assert!(check_signature(&app(), "3", &uri, Some(&stale), body).is_err());
+        assert!(check_signature(&app(), "POST", "3", &with(&stale), body).is_err());
         for extreme in [i64::MIN, i64::MAX] {
             let query = sign_request(&app(), "/apps/3/events", body, extreme);
             assert!(matches!(
-                check_signature(&app(), "3", &uri, Some(&query), body),
+                check_signature(&app(), "POST", "3", &with(&query), body),
                 Err(ApiError::BadSignature(_))
             ));
         }
         assert!(matches!(
-            check_signature(&app(), "4", &uri, Some(&query), body),
+            check_signature(&app(), "POST", "4", &with(&query), body),
             Err(ApiError::NotFound(_))
         ));
     }

@@ -21,6 +21,7 @@
 //! - the per-address connection cap counts every node's connections ([`addresses`]).
 
 pub mod addresses;
+pub mod counts;
 pub mod local;
 pub mod redis;
 
@@ -203,6 +204,8 @@ pub struct Presence {
     resync: tokio::sync::RwLock<()>,
     /// Channels whose member changes were not announced (the bus failed).
     lost: Mutex<Lost>,
+    /// This node's subscription counts in Redis (`None`: embedded, the hub's are the truth).
+    counts: Option<counts::RedisCounts>,
 }
 
 impl Presence {
@@ -221,7 +224,8 @@ impl Presence {
         bus: Bus,
         limits: Limits,
     ) -> Result<Self, PresenceError> {
-        let p = Self::new(Some(RedisPresence::new(conn, prefix)), bus, limits);
+        let mut p = Self::new(Some(RedisPresence::new(conn.clone(), prefix)), bus, limits);
+        p.counts = Some(counts::RedisCounts::new(conn, prefix));
         p.renew().await?;
         tracing::info!(node = %p.node, "presence registered in Redis");
         Ok(p)
@@ -241,6 +245,7 @@ impl Presence {
             stale: AtomicBool::new(false),
             resync: tokio::sync::RwLock::new(()),
             lost: Mutex::default(),
+            counts: None,
         }
     }
 
@@ -558,7 +563,7 @@ impl Presence {
 
     /// The heartbeat (Redis only): renews the lease, re-registers this node's sockets when Redis
     /// lost them, sweeps dead nodes; on shutdown gives the lease up.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    pub async fn run(self: Arc<Self>, local: Arc<dyn counts::LocalCounts>, shutdown: CancellationToken) {
         let Some(r) = &self.redis else { return };
         let mut beat = tokio::time::interval(HEARTBEAT);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -576,12 +581,13 @@ impl Presence {
                         self.reregister(r).await;
                     }
                     if !kept {
-                        // Redis's versions started again: the lists sockets hold would skip
-                        // the changes to come as already seen.
+                        // Members Redis lost with its keys (a node that died meanwhile) have
+                        // nobody left to announce their leaving: every list is sent afresh.
                         self.lost.lock().unwrap_or_else(|p| p.into_inner()).all = true;
                     }
                     self.sweep(r).await;
                     self.reset_lost().await;
+                    self.write_counts(&*local).await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "presence lease not renewed");
@@ -591,6 +597,11 @@ impl Presence {
         }
         if let Err(e) = r.release(&self.node).await {
             tracing::debug!(error = %e, "presence lease not released; it expires");
+        }
+        if let Some(c) = &self.counts
+            && let Err(e) = c.release(&self.node).await
+        {
+            tracing::debug!(error = %e, "subscription counts not released; they expire");
         }
     }
 

@@ -203,7 +203,7 @@ pub struct RedisPresence {
 }
 
 /// Runs one Redis call within [`CALL_TIMEOUT`].
-async fn within<T>(call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, PresenceError> {
+pub(super) async fn within<T>(call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, PresenceError> {
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(PresenceError::Timeout),

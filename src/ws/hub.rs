@@ -245,7 +245,8 @@ impl Hub {
             self.high_water.fetch_max(id.0, std::sync::atomic::Ordering::Relaxed);
         }
         match &b.target {
-            Target::SignOut { user } => return self.sign_out(*user),
+            Target::SignOut { user } => return self.close_user(&user.to_string()),
+            Target::Terminate { user } => return self.close_user(user),
             Target::MembersReset { channel } => {
                 let channel = channel.as_deref().map(ChannelName::parse);
                 return match channel {
@@ -309,7 +310,10 @@ impl Hub {
                     }
                 }
             }
-            Target::SignOut { .. } | Target::Members { .. } | Target::MembersReset { .. } => {}
+            Target::SignOut { .. }
+            | Target::Terminate { .. }
+            | Target::Members { .. }
+            | Target::MembersReset { .. } => {}
         }
     }
 
@@ -366,16 +370,24 @@ impl Hub {
         }
     }
 
-    /// Closes every local socket of `user` with 4009: those on its own channels and those
-    /// present as it. Each is told once; it leaves its channels as it closes.
-    fn sign_out(&self, user: crate::domain::UserId) {
+    /// Closes every local socket of `user` with 4009: those present as it on presence channels
+    /// and, when it is a chatbox user id, those on its own channels. Each is told once; it leaves
+    /// its channels as it closes.
+    pub fn close_user(&self, user: &str) {
         let inner = self.read();
-        let own = [UserChannel::Individual(user), UserChannel::Group(user)]
-            .into_iter()
-            .filter_map(|uc| inner.user_channels.get(&uc));
-        let present = inner.present_sockets.get(&user.to_string());
+        let own: Vec<&Sockets> = match user.parse::<i64>() {
+            Ok(id) if id.to_string() == user => {
+                let id = crate::domain::UserId(id);
+                [UserChannel::Individual(id), UserChannel::Group(id)]
+                    .into_iter()
+                    .filter_map(|uc| inner.user_channels.get(&uc))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let present = inner.present_sockets.get(user);
         let mut told = std::collections::HashSet::new();
-        for sockets in own.chain(present) {
+        for sockets in own.into_iter().chain(present) {
             for (id, outbox) in sockets {
                 if told.insert(*id) {
                     outbox.queue(Outgoing::Close(ProtocolError::SignedOut));
@@ -383,7 +395,24 @@ impl Hub {
             }
         }
         if !told.is_empty() {
-            tracing::info!(user_id = %user, sockets = told.len(), "signed out: sockets closed");
+            tracing::info!(user_id = %user, sockets = told.len(), "user's sockets closed");
+        }
+    }
+
+    /// Sockets subscribed here, per channel name (presence and chatbox's own channels included).
+    pub fn channel_counts(&self) -> HashMap<String, usize> {
+        let inner = self.read();
+        let named = inner.channels.iter().map(|(c, s)| (c.as_str().to_owned(), s.len()));
+        let own = inner.user_channels.iter().map(|(uc, s)| (uc.name(), s.len()));
+        named.chain(own).collect()
+    }
+
+    /// Sockets subscribed here to `channel`.
+    pub fn channel_count(&self, channel: &ChannelName) -> usize {
+        let inner = self.read();
+        match channel.user_channel() {
+            Some(uc) => inner.user_channels.get(&uc).map_or(0, HashMap::len),
+            None => inner.channels.get(channel).map_or(0, HashMap::len),
         }
     }
 }
@@ -439,6 +468,12 @@ impl Hub {
                 "member lists sent afresh"
             );
         }
+    }
+}
+
+impl crate::presence::counts::LocalCounts for Hub {
+    fn channel_counts(&self) -> HashMap<String, usize> {
+        Hub::channel_counts(self)
     }
 }
 

@@ -15,6 +15,7 @@ mod chaos;
 mod chat;
 mod chat_features;
 mod delivery;
+mod echo_inputs;
 mod faults;
 mod health;
 mod http_limits;

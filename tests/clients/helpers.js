@@ -22,8 +22,8 @@ import WebSocket from 'ws';
 import { startChatbox } from '../support/server.js';
 
 export const APP_KEY = 'node-key';
-const APP_ID = 'node-app';
-const APP_SECRET = 'node-secret-8d1e0f2a3b4c5d6e7f8a9b0c1d2e3f4a';
+export const APP_ID = 'node-app';
+export const APP_SECRET = 'node-secret-8d1e0f2a3b4c5d6e7f8a9b0c1d2e3f4a';
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
