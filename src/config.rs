@@ -148,6 +148,15 @@ pub struct Settings {
     /// it, the count and the subscriber only (the list is paged over HTTP).
     #[arg(long, env = "PRESENCE_MAX_MEMBERS", default_value_t = DEFAULT_PRESENCE_MAX_MEMBERS, global = true)]
     pub presence_max_members: usize,
+    /// The Laravel app that authorises socket.io clients on private and presence channels that
+    /// are not chatbox's own (`http://app.example.com`), as laravel-echo-server's `authHost`.
+    /// Unset: such subscriptions are refused (403).
+    #[arg(long, env = "AUTH_HOST", global = true)]
+    pub auth_host: Option<String>,
+    /// The path on AUTH_HOST that answers channel authorisation (laravel-echo-server's
+    /// `authEndpoint`).
+    #[arg(long, env = "AUTH_ENDPOINT", default_value = "/broadcasting/auth", global = true)]
+    pub auth_endpoint: String,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -252,6 +261,11 @@ pub struct Config {
     pub oidc: Option<Oidc>,
     /// Members of a presence channel listed in full in `subscription_succeeded`.
     pub presence_max_members: usize,
+    /// `AUTH_HOST` (`scheme://host[:port]`, no trailing slash); `None`: socket.io subscriptions
+    /// to other apps' private and presence channels are refused.
+    pub auth_host: Option<String>,
+    /// `AUTH_ENDPOINT`: a path starting with `/`.
+    pub auth_endpoint: String,
 }
 
 /// A setting that failed validation: names the setting and says what is wrong.
@@ -356,6 +370,19 @@ impl Config {
         if s.redis_prefix.len() > 64 || s.redis_prefix.chars().any(char::is_whitespace) {
             return Err(invalid("REDIS_PREFIX", "at most 64 characters, no white space"));
         }
+        let auth_host = match s.auth_host.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(h) => Some(parse_auth_host(h)?),
+        };
+        if !s.auth_endpoint.starts_with('/')
+            || s.auth_endpoint.len() > 256
+            || s.auth_endpoint.contains(char::is_whitespace)
+        {
+            return Err(invalid(
+                "AUTH_ENDPOINT",
+                "must be a path starting with / (at most 256 characters)",
+            ));
+        }
         let oidc = parse_oidc(
             [
                 ("OIDC_ISSUER", s.oidc_issuer),
@@ -394,6 +421,8 @@ impl Config {
             max_attachment_bytes: s.max_attachment_bytes,
             oidc,
             presence_max_members: s.presence_max_members,
+            auth_host,
+            auth_endpoint: s.auth_endpoint,
         })
     }
 
@@ -559,6 +588,20 @@ fn parse_origin(raw: &str) -> Result<String, ConfigError> {
         _ => Err(invalid(
             "ALLOWED_ORIGINS",
             format!("{raw:?} is not an origin like https://host[:port] (ASCII; xn-- for other names)"),
+        )),
+    }
+}
+
+/// AUTH_HOST: `http(s)://host[:port]` (laravel-echo-server's `authHost`; a trailing `/` is
+/// dropped, and so is a path: the endpoint comes from AUTH_ENDPOINT).
+fn parse_auth_host(raw: &str) -> Result<String, ConfigError> {
+    let host = raw.trim_end_matches('/');
+    let rest = host.strip_prefix("https://").or_else(|| host.strip_prefix("http://"));
+    match rest {
+        Some(h) if !h.is_empty() && !h.contains('/') && h.bytes().all(|b| b.is_ascii_graphic()) => Ok(host.to_owned()),
+        _ => Err(invalid(
+            "AUTH_HOST",
+            format!("{raw:?} is not a URL like http://app.example.com[:port]"),
         )),
     }
 }

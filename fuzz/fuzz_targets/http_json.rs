@@ -99,6 +99,8 @@ fn settings(database_url: String) -> Settings {
         attachments_dir: None,
         max_attachment_bytes: 10 * 1024 * 1024,
         presence_max_members: chatbox::config::DEFAULT_PRESENCE_MAX_MEMBERS,
+        auth_host: None,
+        auth_endpoint: "/broadcasting/auth".into(),
     }
 }
 

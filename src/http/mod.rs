@@ -70,6 +70,15 @@ pub fn router(state: AppState) -> Router {
         .merge(pusher_api::router())
         .merge(oidc::router())
         .route("/app/{key}", get(crate::ws::upgrade))
+        .route_service(
+            crate::ws::socketio::PATH,
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::ws::socketio::gate,
+                ))
+                .service(crate::ws::socketio::service(state.ws.clone())),
+        )
         .route("/api/config", get(client_config))
         .route("/api/openapi.json", get(openapi::document))
         .route("/healthz", get(healthz))

@@ -40,8 +40,11 @@ use crate::{
     },
     bus::Bus,
     domain::ChannelName,
-    protocol::frames,
-    ws::hub::Hub,
+    protocol::{frames, socketio},
+    ws::{
+        hub::Hub,
+        wire::{self, PerWire, WireKind},
+    },
 };
 
 /// How often a node renews its lease and looks for dead nodes to sweep.
@@ -87,23 +90,26 @@ pub struct Snapshot {
     /// The version of the last change it reflects.
     pub version: u64,
     pub count: usize,
-    /// The encoded `subscription_succeeded`; `None` over the member limit (count only).
-    frame: Option<Utf8Bytes>,
+    /// The encoded `subscription_succeeded` and `presence:subscribed`; `None` over the member
+    /// limit (count only).
+    frames: Option<PerWire<Utf8Bytes>>,
 }
 
 impl Snapshot {
     /// The `subscription_succeeded` frame for a socket present as `me`: the whole list, or over
     /// [`Presence::max_members`] the count with only `me` listed (so clients still know themselves).
-    pub fn frame(&self, channel: &ChannelName, me: &str, info: &Value) -> Utf8Bytes {
-        match &self.frame {
-            Some(f) => f.clone(),
-            None => frames::subscription_counted(channel.as_str(), me, info, self.count).into(),
+    /// Socket.IO has no count: over the limit, `presence:subscribed` lists the subscriber alone.
+    pub fn frame(&self, kind: WireKind, channel: &ChannelName, me: &str, info: &Value) -> Utf8Bytes {
+        match (&self.frames, kind) {
+            (Some(f), _) => f.get(kind).clone(),
+            (None, WireKind::Pusher) => frames::subscription_counted(channel.as_str(), me, info, self.count).into(),
+            (None, WireKind::SocketIo) => wire::socketio_counted(channel.as_str(), me, info).into(),
         }
     }
 
     /// Whether the list was left out for its size.
     pub fn count_only(&self) -> bool {
-        self.frame.is_none()
+        self.frames.is_none()
     }
 }
 
@@ -297,9 +303,13 @@ impl Presence {
             },
             None => self.local_snapshot(channel),
         };
-        let frame = (count <= self.max_members)
-            .then(|| frames::subscription_succeeded(channel.as_str(), Some(&members)).into());
-        Snapshot { version, count, frame }
+        let frames = (count <= self.max_members).then(|| {
+            PerWire::new(|kind| match kind {
+                WireKind::Pusher => frames::subscription_succeeded(channel.as_str(), Some(&members)).into(),
+                WireKind::SocketIo => socketio::presence_subscribed(channel.as_str(), &members).into(),
+            })
+        });
+        Snapshot { version, count, frames }
     }
 
     /// This node's own view: the whole truth embedded, a fallback with Redis (version 0 then:

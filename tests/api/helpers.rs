@@ -224,6 +224,8 @@ pub fn settings(db: &TestDb) -> Settings {
         oidc_redirect_url: None,
         oidc_name: None,
         presence_max_members: chatbox::config::DEFAULT_PRESENCE_MAX_MEMBERS,
+        auth_host: None,
+        auth_endpoint: "/broadcasting/auth".into(),
     }
 }
 
