@@ -40,7 +40,8 @@ pub mod events {
     pub const MENTIONED: &str = "App\\Events\\Mentioned";
     /// A user's first socket on a presence channel anywhere: `{user_id, user_info}`.
     pub const MEMBER_ADDED: &str = "pusher_internal:member_added";
-    /// A user's last socket on a presence channel closed: `{user_id}`.
+    /// A user's last socket on a presence channel closed: `{user_id, user_info}` (Pusher clients
+    /// read the id; Socket.IO clients hand the `user_info` to laravel-echo's `leaving`).
     pub const MEMBER_REMOVED: &str = "pusher_internal:member_removed";
 }
 

@@ -73,7 +73,9 @@ pub type Held = (String, i64, Value);
 pub struct Change {
     pub version: u64,
     pub added: Vec<(String, Value)>,
-    pub removed: Vec<String>,
+    /// The users it removed, with the `user_info` they were present with (Socket.IO's
+    /// `presence:leaving` names it; laravel-echo hands it to `leaving`).
+    pub removed: Vec<(String, Value)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -242,7 +244,7 @@ impl Presence {
         let removed = change
             .removed
             .iter()
-            .map(|u| (u, MEMBER_REMOVED, json!({ "user_id": u })));
+            .map(|(u, info)| (u, MEMBER_REMOVED, json!({ "user_id": u, "user_info": info })));
         for (user, event, data) in added.chain(removed) {
             let b = Broadcast {
                 target: Target::Members {

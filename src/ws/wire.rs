@@ -129,7 +129,6 @@ pub struct ChannelFrames {
 }
 
 impl ChannelFrames {
-
     /// The frame for `kind` on `channel`, encoded on first use.
     pub fn get(&mut self, event: &mut LazyEvent<'_>, kind: WireKind, channel: &str) -> Utf8Bytes {
         self.frames[kind.index()]

@@ -394,8 +394,10 @@ async fn presence_through_auth_host_joins_and_leaves(backend: Backend) {
     );
     drop(bob);
     let leaving = ann.expect("presence:leaving").await;
-    assert_eq!(leaving[1], "presence-room");
-    assert_eq!(leaving[2]["user_id"], "2");
+    assert_eq!(
+        leaving,
+        json!(["presence:leaving", "presence-room", { "user_id": "2", "user_info": { "name": "bob" } }])
+    );
 }
 
 async fn own_chat_channels_use_chatbox_credentials(backend: Backend) {
