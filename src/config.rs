@@ -768,6 +768,25 @@ mod tests {
     }
 
     #[test]
+    fn auth_host_is_a_url_and_auth_endpoint_a_path() {
+        assert_eq!(parse(&[]).unwrap().auth_host, None, "off by default");
+        assert_eq!(parse(&[]).unwrap().auth_endpoint, "/broadcasting/auth");
+        for bad in ["app.example.com", "ftp://a", "http://", "http://a/b", "http://é"] {
+            assert_eq!(parse(&["--auth-host", bad]).unwrap_err().name, "AUTH_HOST", "{bad}");
+        }
+        let c = parse(&["--auth-host", "http://app.test:8000/", "--auth-endpoint", "/api/auth"]).unwrap();
+        assert_eq!(c.auth_host.as_deref(), Some("http://app.test:8000"));
+        assert_eq!(c.auth_endpoint, "/api/auth");
+        for bad in ["api/auth", "/a b", ""] {
+            assert_eq!(
+                parse(&["--auth-endpoint", bad]).unwrap_err().name,
+                "AUTH_ENDPOINT",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn origins_must_be_ascii_scheme_and_host() {
         // Slicing at a byte offset used to panic inside the multi-byte `é`.
         for bad in [

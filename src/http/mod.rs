@@ -106,9 +106,9 @@ async fn healthz(
     Ok(extract::Json(serde_json::json!({ "status": "ok" })))
 }
 
-/// `GET /api/config` (public): what a Pusher client needs to connect to this server, and whether
+/// `GET /api/config` (public): what a Pusher or socket.io client needs to connect to this server, and whether
 /// the sign-in page offers OpenID Connect (`oidc.name` labels its button).
-#[utoipa::path(get, path = "/api/config", tag = "realtime", responses((status = 200, description = "{pusher: {key, ws_host, ws_port, force_tls}, oidc: {enabled: false} | {enabled: true, name, login_url}}")))]
+#[utoipa::path(get, path = "/api/config", tag = "realtime", responses((status = 200, description = "{pusher: {key, ws_host, ws_port, force_tls}, socketio: {path}, oidc: {enabled: false} | {enabled: true, name, login_url}}")))]
 async fn client_config(
     axum::extract::State(state): axum::extract::State<AppState>,
     headers: axum::http::HeaderMap,
@@ -133,6 +133,7 @@ async fn client_config(
     };
     extract::Json(serde_json::json!({
         "pusher": { "key": state.config.pusher.key, "ws_host": ws_host, "ws_port": ws_port, "force_tls": https },
+        "socketio": { "path": crate::ws::socketio::PATH },
         "oidc": oidc,
     }))
 }
