@@ -540,6 +540,27 @@ mod tests {
         drop(poll);
     }
 
+    #[test]
+    fn sockets_resolve_by_pusher_id_or_named_engine_sid() {
+        let hub = Hub::default();
+        let id = SocketId::random();
+        assert_eq!(
+            hub.resolve_socket(&id.to_string()),
+            Some(id),
+            "Pusher and socket.io 3/4 ids"
+        );
+        assert_eq!(hub.resolve_socket("AbCdEf0123456789"), None);
+        hub.name_engine_sid("AbCdEf0123456789", id);
+        assert_eq!(
+            hub.resolve_socket("AbCdEf0123456789"),
+            Some(id),
+            "socket.io 2.x sessions"
+        );
+        hub.forget_engine_sid("AbCdEf0123456789");
+        assert_eq!(hub.resolve_socket("AbCdEf0123456789"), None);
+        assert_eq!(hub.resolve_socket("not an id"), None);
+    }
+
     #[tokio::test]
     async fn outbox_keeps_order_and_evicts_when_full() {
         let (outbox, reader) = Outbox::new(3, WireKind::Pusher);

@@ -95,17 +95,31 @@ impl Drop for Admission {
 }
 
 /// Before Engine.IO: the `Origin` check of the Pusher handshake (a browser on another site is
-/// refused with 403), and for a request that opens a session (no `sid`), the address's connection
-/// cap (429 with `Retry-After`, as for `/app/{key}`). The admitted place rides in the request's
-/// extensions, which the session keeps for its life.
+/// refused with 403; an allowed one gets the CORS headers its long-polling requests need, and its
+/// preflight is answered here), and for a request that opens a session (no `sid`), the address's
+/// connection cap (429 with `Retry-After`, as for `/app/{key}`). The admitted place rides in the
+/// request's extensions, which the session keeps for its life.
 pub async fn gate(State(state): State<AppState>, ClientAddr(ip): ClientAddr, mut req: Request, next: Next) -> Response {
     let ctx = &state.ws;
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    if let Some(origin) = &origin {
         let allowed = origin
             .to_str()
             .is_ok_and(|o| origin_allowed(o, req.headers(), &ctx.config));
         if !allowed {
             return ApiError::forbidden("origin_not_allowed", "this origin may not connect").into_response();
+        }
+        if req.method() == axum::http::Method::OPTIONS {
+            let mut res = axum::http::StatusCode::NO_CONTENT.into_response();
+            let h = res.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST"),
+            );
+            if let Some(asked) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+                h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+            }
+            return with_cors(res, origin.clone());
         }
     }
     let opens_session = !req
@@ -128,7 +142,23 @@ pub async fn gate(State(state): State<AppState>, ClientAddr(ip): ClientAddr, mut
         });
         req.extensions_mut().insert(admission);
     }
-    next.run(req).await
+    let res = next.run(req).await;
+    match origin {
+        Some(origin) => with_cors(res, origin),
+        None => res,
+    }
+}
+
+/// The CORS headers for an allowed `origin` (with credentials: the session cookie rides along).
+fn with_cors(mut res: Response, origin: HeaderValue) -> Response {
+    let h = res.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    res
 }
 
 /// Engine.IO's calls for every session.

@@ -31,6 +31,8 @@ backend_tests!(
     whispers_reach_the_other_sockets_of_both_protocols,
     oversize_packets_close_the_session,
     sessions_count_against_the_address_cap,
+    a_client_flooding_a_busy_session_is_closed,
+    allowed_origins_get_cors_for_long_polling,
 );
 
 struct SioClient {
@@ -221,6 +223,9 @@ async fn stub_app() -> (SocketAddr, Asked) {
                         h("cookie"),
                         h("x-requested-with"),
                     ));
+                    if channel == "private-slow" {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                    }
                     let user = match h("authorization").as_str() {
                         "Bearer good" => json!({ "user_id": 1, "user_info": { "name": "ann" } }),
                         "Bearer second" => json!({ "user_id": 2, "user_info": { "name": "bob" } }),
@@ -549,4 +554,66 @@ async fn sessions_count_against_the_address_cap(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+
+/// While a subscription waits for the app, the session's packets queue; past the inbox bound the
+/// session is closed instead of growing.
+async fn a_client_flooding_a_busy_session_is_closed(backend: Backend) {
+    let (stub, _) = stub_app().await;
+    let app = app_with_auth_host(backend, stub).await;
+    let mut c = SioClient::connect(&app, 4).await;
+    c.alive().await;
+    c.send(r#"42["subscribe",{"channel":"private-slow","auth":{"headers":{"Authorization":"Bearer good"}}}]"#)
+        .await;
+    // A few packets behind a slow authorisation are fine: they are acted on once it answers.
+    let mut calm = SioClient::connect(&app, 4).await;
+    calm.send(r#"42["subscribe",{"channel":"private-slow","auth":{"headers":{"Authorization":"Bearer good"}}}]"#)
+        .await;
+    for _ in 0..10 {
+        calm.send(r#"42["unsubscribe",{"channel":"nothing-here"}]"#).await;
+    }
+    for _ in 0..100 {
+        c.send(r#"42["unsubscribe",{"channel":"nothing-here"}]"#).await;
+    }
+    assert!(c.closes().await, "over 64 waiting packets: closed");
+    calm.alive().await;
+}
+
+async fn allowed_origins_get_cors_for_long_polling(backend: Backend) {
+    let db = TestDb::new(&backend);
+    let mut s = settings(&db);
+    s.allowed_origins = "http://app.test".into();
+    let app = TestApp::spawn_with(db, s).await;
+    let url = app.url("/socket.io/?EIO=3&transport=polling");
+    let res = app
+        .client
+        .get(&url)
+        .header("origin", "http://app.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["access-control-allow-origin"], "http://app.test");
+    assert_eq!(res.headers()["access-control-allow-credentials"], "true");
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "http://app.test")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "http://app.test");
+    assert_eq!(preflight.headers()["access-control-allow-headers"], "content-type");
+    let evil = app
+        .client
+        .get(&url)
+        .header("origin", "http://evil.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil.status(), StatusCode::FORBIDDEN);
+    assert!(!evil.headers().contains_key("access-control-allow-origin"));
 }
