@@ -154,6 +154,13 @@ impl App {
             )),
             None => None,
         };
+        let app_auth = match &config.auth_host {
+            Some(host) => Some(Arc::new(crate::ws::app_auth::AppAuth::new(
+                host,
+                &config.auth_endpoint,
+            )?)),
+            None => None,
+        };
         let config = Arc::new(config);
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -175,6 +182,7 @@ impl App {
                 tasks: tasks.clone(),
                 limits,
                 presence: Arc::new(presence),
+                app_auth,
             },
             queue: delivery.queue.clone(),
             metrics: Arc::default(),

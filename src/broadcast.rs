@@ -53,10 +53,7 @@ pub mod events {
         MESSAGES_READ,
         MENTIONED,
     ];
-    /// A user's first socket on a presence channel anywhere: `{user_id, user_info}`.
-    pub const MEMBER_ADDED: &str = "pusher_internal:member_added";
-    /// A user's last socket on a presence channel closed: `{user_id}`.
-    pub const MEMBER_REMOVED: &str = "pusher_internal:member_removed";
+    pub use crate::protocol::frames::{MEMBER_ADDED, MEMBER_REMOVED};
 }
 
 /// Who receives a broadcast.
@@ -101,6 +98,9 @@ pub trait Deliver: Send + Sync {
     fn dispatch(&self, b: &Broadcast);
     /// Broadcasts were missed (the node's bus subscription was cut): recover what they carried.
     fn catch_up(&self);
+    /// The local socket a client knows as `raw` (a Pusher socket id, a socket.io sid), to leave
+    /// it out of a broadcast (`toOthers()`).
+    fn resolve_socket(&self, raw: &str) -> Option<SocketId>;
 }
 
 /// Why an outside publisher's event was refused ([`check_outside_event`]).

@@ -400,6 +400,19 @@ impl Config {
         if s.redis_prefix.len() > 64 || s.redis_prefix.chars().any(char::is_whitespace) {
             return Err(invalid("REDIS_PREFIX", "at most 64 characters, no white space"));
         }
+        let auth_host = match s.auth_host.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(h) => Some(parse_auth_host(h)?),
+        };
+        if !s.auth_endpoint.starts_with('/')
+            || s.auth_endpoint.len() > 256
+            || s.auth_endpoint.contains(char::is_whitespace)
+        {
+            return Err(invalid(
+                "AUTH_ENDPOINT",
+                "must be a path starting with / (at most 256 characters)",
+            ));
+        }
         let oidc = parse_oidc(
             [
                 ("OIDC_ISSUER", s.oidc_issuer),
@@ -413,19 +426,6 @@ impl Config {
         let echo_clients = split_list(&s.echo_clients)
             .map(parse_echo_client)
             .collect::<Result<_, _>>()?;
-        let auth_host = s
-            .auth_host
-            .map(|h| h.trim().trim_end_matches('/').to_owned())
-            .filter(|h| !h.is_empty());
-        if auth_host
-            .as_deref()
-            .is_some_and(|h| !(h.starts_with("http://") || h.starts_with("https://")))
-        {
-            return Err(invalid("AUTH_HOST", "expected http(s)://host[:port]"));
-        }
-        if !s.auth_endpoint.starts_with('/') {
-            return Err(invalid("AUTH_ENDPOINT", "expected a path starting with /"));
-        }
         Ok(Self {
             database_url: Secret(database_url),
             database_kind,
@@ -657,6 +657,20 @@ fn parse_origin(raw: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// AUTH_HOST: `http(s)://host[:port]` (laravel-echo-server's `authHost`; a trailing `/` is
+/// dropped, and so is a path: the endpoint comes from AUTH_ENDPOINT).
+fn parse_auth_host(raw: &str) -> Result<String, ConfigError> {
+    let host = raw.trim_end_matches('/');
+    let rest = host.strip_prefix("https://").or_else(|| host.strip_prefix("http://"));
+    match rest {
+        Some(h) if !h.is_empty() && !h.contains('/') && h.bytes().all(|b| b.is_ascii_graphic()) => Ok(host.to_owned()),
+        _ => Err(invalid(
+            "AUTH_HOST",
+            format!("{raw:?} is not a URL like http://app.example.com[:port]"),
+        )),
+    }
+}
+
 /// One TRUSTED_PROXIES entry: an address (a network of one) or a CIDR range.
 fn parse_proxy(raw: &str) -> Result<IpNet, ConfigError> {
     raw.parse::<IpNet>()
@@ -850,6 +864,25 @@ mod tests {
             parse(&["--http-body-timeout-secs", "3601"]).unwrap_err().name,
             "HTTP_BODY_TIMEOUT_SECS"
         );
+    }
+
+    #[test]
+    fn auth_host_is_a_url_and_auth_endpoint_a_path() {
+        assert_eq!(parse(&[]).unwrap().auth_host, None, "off by default");
+        assert_eq!(parse(&[]).unwrap().auth_endpoint, "/broadcasting/auth");
+        for bad in ["app.example.com", "ftp://a", "http://", "http://a/b", "http://é"] {
+            assert_eq!(parse(&["--auth-host", bad]).unwrap_err().name, "AUTH_HOST", "{bad}");
+        }
+        let c = parse(&["--auth-host", "http://app.test:8000/", "--auth-endpoint", "/api/auth"]).unwrap();
+        assert_eq!(c.auth_host.as_deref(), Some("http://app.test:8000"));
+        assert_eq!(c.auth_endpoint, "/api/auth");
+        for bad in ["api/auth", "/a b", ""] {
+            assert_eq!(
+                parse(&["--auth-endpoint", bad]).unwrap_err().name,
+                "AUTH_ENDPOINT",
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

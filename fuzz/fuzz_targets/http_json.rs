@@ -98,6 +98,11 @@ fn settings(database_url: String) -> Settings {
         // Beside the fixture's SQLite file, in its temporary folder.
         attachments_dir: None,
         max_attachment_bytes: 10 * 1024 * 1024,
+        oidc_issuer: None,
+        oidc_client_id: None,
+        oidc_client_secret: None,
+        oidc_redirect_url: None,
+        oidc_name: None,
         presence_max_members: chatbox::config::DEFAULT_PRESENCE_MAX_MEMBERS,
         auth_host: None,
         auth_endpoint: "/broadcasting/auth".into(),

@@ -92,7 +92,7 @@ async fn read_broadcasts(
             continue;
         }
         let channel = full.strip_prefix(names.prefix.as_str()).unwrap_or(full);
-        match broadcast(channel, msg.get_payload_bytes()) {
+        match broadcast(channel, msg.get_payload_bytes(), &|raw| hub.resolve_socket(raw)) {
             Ok(b) => hub.dispatch(&b),
             Err(e) => tracing::warn!(channel, reason = %e, "Laravel broadcast dropped"),
         }
@@ -100,11 +100,18 @@ async fn read_broadcasts(
     Ok(())
 }
 
-/// The broadcast for one message on `channel` (the name after the prefix).
+/// The broadcast for one message on `channel` (the name after the prefix). Laravel's `socket`
+/// (its `X-Socket-ID`, for `toOthers()`) is left out as `resolve` finds it: a Pusher socket id or
+/// socket.io 3/4 sid anywhere, a socket.io 2.x Engine.IO session id on the node holding it (each
+/// node reads the input itself).
 ///
 /// # Errors
 /// [`Dropped`] says why the message cannot be relayed.
-pub fn broadcast(channel: &str, payload: &[u8]) -> Result<Broadcast, Dropped> {
+pub fn broadcast(
+    channel: &str,
+    payload: &[u8],
+    resolve: &dyn Fn(&str) -> Option<SocketId>,
+) -> Result<Broadcast, Dropped> {
     if payload.len() > MAX_PAYLOAD {
         return Err(Dropped::TooLarge);
     }
@@ -132,7 +139,7 @@ pub fn broadcast(channel: &str, payload: &[u8]) -> Result<Broadcast, Dropped> {
         return Err(Dropped::TooLarge);
     }
     let except = match &p.socket {
-        Some(Value::String(s)) => excluded_socket(s),
+        Some(Value::String(s)) => resolve(s),
         _ => None,
     };
     Ok(Broadcast {
@@ -145,13 +152,6 @@ pub fn broadcast(channel: &str, payload: &[u8]) -> Result<Broadcast, Dropped> {
         except,
         message_id: None,
     })
-}
-
-/// The socket Laravel's `socket` names (its `X-Socket-ID`, for `toOthers()`): a Pusher socket id
-/// (`digits.digits`) is left out as the Pusher HTTP API's `socket_id` is. Socket.IO session ids are
-/// resolved here, by the hub that knows them; until then any other id leaves nobody out.
-pub fn excluded_socket(raw: &str) -> Option<SocketId> {
-    SocketId::parse(raw)
 }
 
 /// `prefix` with Redis glob characters escaped, so it matches only itself.
@@ -174,7 +174,7 @@ mod tests {
     fn reads_laravels_payload() {
         let payload =
             br#"{"event":"App\\Events\\OrderShipped","data":{"order":{"id":7},"socket":null},"socket":"123.456"}"#;
-        let b = broadcast("private-orders.7", payload).unwrap();
+        let b = broadcast("private-orders.7", payload, &SocketId::parse).unwrap();
         assert_eq!(b.event, "App\\Events\\OrderShipped");
         assert_eq!(b.data, r#"{"order":{"id":7},"socket":null}"#);
         assert_eq!(b.except, SocketId::parse("123.456"));
@@ -184,29 +184,38 @@ mod tests {
                 channel: "private-orders.7".into()
             }
         );
-        let no_socket = broadcast("news", br#"{"event":"e","data":{}}"#).unwrap();
+        let no_socket = broadcast("news", br#"{"event":"e","data":{}}"#, &SocketId::parse).unwrap();
         assert_eq!(no_socket.except, None);
     }
 
     #[test]
     fn drops_what_it_cannot_relay() {
-        assert!(matches!(broadcast("news", b"not json"), Err(Dropped::Malformed(_))));
         assert!(matches!(
-            broadcast("news", br#"{"data":{}}"#),
+            broadcast("news", b"not json", &SocketId::parse),
+            Err(Dropped::Malformed(_))
+        ));
+        assert!(matches!(
+            broadcast("news", br#"{"data":{}}"#, &SocketId::parse),
             Err(Dropped::Malformed(_))
         ));
         assert_eq!(
-            broadcast("bad channel", br#"{"event":"e","data":{}}"#).unwrap_err(),
+            broadcast("bad channel", br#"{"event":"e","data":{}}"#, &SocketId::parse).unwrap_err(),
             Dropped::BadChannel
         );
         assert!(matches!(
-            broadcast("news", br#"{"event":"pusher:subscribe","data":{}}"#),
+            broadcast("news", br#"{"event":"pusher:subscribe","data":{}}"#, &SocketId::parse),
             Err(Dropped::Refused(_))
         ));
         let big = format!(r#"{{"event":"e","data":"{}"}}"#, "x".repeat(MAX_EVENT_DATA + 1));
-        assert_eq!(broadcast("news", big.as_bytes()).unwrap_err(), Dropped::TooLarge);
+        assert_eq!(
+            broadcast("news", big.as_bytes(), &SocketId::parse).unwrap_err(),
+            Dropped::TooLarge
+        );
         let huge = format!(r#"{{"event":"e","data":"{}"}}"#, "x".repeat(MAX_PAYLOAD));
-        assert_eq!(broadcast("news", huge.as_bytes()).unwrap_err(), Dropped::TooLarge);
+        assert_eq!(
+            broadcast("news", huge.as_bytes(), &SocketId::parse).unwrap_err(),
+            Dropped::TooLarge
+        );
     }
 
     #[test]

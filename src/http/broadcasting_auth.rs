@@ -51,20 +51,45 @@ async fn authorize(State(state): State<AppState>, caller: CurrentUser, req: Requ
         .to_string();
     let channel = ChannelName::parse(&body.channel_name)?;
     let app = &state.config.pusher;
-    let me = caller.id();
-    if channel.user_channel().is_some_and(|uc| uc.user() == me) {
-        return Ok(Json(
+    match grant(&channel, &caller.user) {
+        Some(Grant::Private) => Ok(Json(
             json!({ "auth": auth::sign(app, &socket_id, channel.as_str(), None) }),
-        ));
+        )),
+        Some(Grant::Presence(channel_data)) => {
+            let channel_data = channel_data.to_string();
+            let signature = auth::sign(app, &socket_id, channel.as_str(), Some(&channel_data));
+            Ok(Json(json!({ "auth": signature, "channel_data": channel_data })))
+        }
+        None => {
+            tracing::info!(user_id = %caller.id(), channel = %channel, "subscription refused");
+            Err(ApiError::forbidden(
+                "forbidden_channel",
+                "you may not subscribe to this channel",
+            ))
+        }
     }
-    if channel.kind() == ChannelKind::Presence && channel.as_str() == ONLINE {
-        let channel_data = json!({ "user_id": me, "user_info": { "id": me, "name": caller.user.name } }).to_string();
-        let signature = auth::sign(app, &socket_id, channel.as_str(), Some(&channel_data));
-        return Ok(Json(json!({ "auth": signature, "channel_data": channel_data })));
+}
+
+/// What chatbox's own rules let a user do on a channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Grant {
+    Private,
+    /// Present as this member (`{user_id, user_info: {id, name}}`).
+    Presence(Value),
+}
+
+/// Whether `channel` is one of chatbox's own chat channels, which chatbox alone authorises (for
+/// Pusher and socket.io clients alike).
+pub fn is_own_channel(channel: &ChannelName) -> bool {
+    channel.user_channel().is_some() || channel.as_str() == ONLINE
+}
+
+/// The module's rules for `user` on `channel`; `None`: refused.
+pub fn grant(channel: &ChannelName, user: &crate::store::User) -> Option<Grant> {
+    let me = user.id;
+    if channel.user_channel().is_some_and(|uc| uc.user() == me) {
+        return Some(Grant::Private);
     }
-    tracing::info!(user_id = %me, channel = %channel, "subscription refused");
-    Err(ApiError::forbidden(
-        "forbidden_channel",
-        "you may not subscribe to this channel",
-    ))
+    (channel.kind() == ChannelKind::Presence && channel.as_str() == ONLINE)
+        .then(|| Grant::Presence(json!({ "user_id": me, "user_info": { "id": me, "name": user.name } })))
 }

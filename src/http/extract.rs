@@ -9,7 +9,13 @@ use axum::{
 use sha2::{Digest, Sha256};
 use tower_sessions::Session;
 
-use crate::{domain::UserId, error::ApiError, state::AppState, store::User};
+use crate::{
+    config::Config,
+    domain::UserId,
+    error::ApiError,
+    state::AppState,
+    store::{Store, User},
+};
 
 /// `axum::Json`, but a rejection answers `{"error": …}` (400 malformed, 422 wrong shape, 413, 415).
 #[derive(Debug, Clone, Copy, Default, FromRequest)]
@@ -53,6 +59,48 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The user a bearer token names (`Err(Unauthenticated)` for an unknown or expired token).
+async fn bearer_user(store: &Store, config: &Config, token: &str) -> Result<(User, String), ApiError> {
+    let hash = token_hash(token);
+    let issued_after =
+        chrono::Utc::now() - chrono::Duration::from_std(config.token_ttl).unwrap_or(chrono::Duration::MAX);
+    match store.user_by_token(&hash, issued_after).await? {
+        Some(user) => Ok((user, hash)),
+        None => Err(ApiError::Unauthenticated),
+    }
+}
+
+/// The user that request headers sign in as, by the same credentials as [`CurrentUser`]: a bearer
+/// token, else the session cookie. For a socket.io subscription, whose headers come in its
+/// `auth.headers` (and the Cookie of its handshake) rather than in an HTTP request. `Ok(None)`:
+/// no credential names a user.
+///
+/// # Errors
+/// [`ApiError::Unauthenticated`] for an unknown or expired token; the store's errors.
+pub async fn user_from_headers(store: &Store, config: &Config, headers: &HeaderMap) -> Result<Option<User>, ApiError> {
+    if let Some(token) = bearer(headers) {
+        return bearer_user(store, config, token).await.map(|(user, _)| Some(user));
+    }
+    let session_id = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == super::SESSION_COOKIE)
+        .and_then(|(_, value)| value.parse::<tower_sessions::session::Id>().ok());
+    let Some(id) = session_id else { return Ok(None) };
+    let session = Session::new(Some(id), std::sync::Arc::new(store.clone()), None);
+    let user = session
+        .get::<UserId>(SESSION_USER_KEY)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    match user {
+        Some(id) => Ok(store.user(id).await?),
+        None => Ok(None),
+    }
+}
+
 impl CurrentUser {
     pub fn id(&self) -> UserId {
         self.user.id
@@ -61,16 +109,11 @@ impl CurrentUser {
     /// The caller, if any: `Ok(None)` when neither a token nor a session names a user.
     async fn resolve(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, ApiError> {
         if let Some(token) = bearer(&parts.headers) {
-            let hash = token_hash(token);
-            let issued_after = chrono::Utc::now()
-                - chrono::Duration::from_std(state.config.token_ttl).unwrap_or(chrono::Duration::MAX);
-            return match state.store.user_by_token(&hash, issued_after).await? {
-                Some(user) => Ok(Some(Self {
-                    user,
-                    credential: Credential::Bearer(hash),
-                })),
-                None => Err(ApiError::Unauthenticated),
-            };
+            let (user, hash) = bearer_user(&state.store, &state.config, token).await?;
+            return Ok(Some(Self {
+                user,
+                credential: Credential::Bearer(hash),
+            }));
         }
         let session = Session::from_request_parts(parts, state)
             .await

@@ -98,6 +98,15 @@ pub fn router(state: AppState) -> Router {
         .route("/apps/{*rest}", apps_router(&state))
         .merge(oidc::router())
         .route("/app/{key}", get(crate::ws::upgrade))
+        .route_service(
+            crate::ws::socketio::PATH,
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::ws::socketio::gate,
+                ))
+                .service(crate::ws::socketio::service(state.ws.clone())),
+        )
         .route("/api/config", get(client_config))
         .route("/api/openapi.json", get(openapi::document))
         .route("/healthz", get(healthz))
@@ -125,9 +134,9 @@ async fn healthz(
     Ok(extract::Json(serde_json::json!({ "status": "ok" })))
 }
 
-/// `GET /api/config` (public): what a Pusher client needs to connect to this server, and whether
+/// `GET /api/config` (public): what a Pusher or socket.io client needs to connect to this server, and whether
 /// the sign-in page offers OpenID Connect (`oidc.name` labels its button).
-#[utoipa::path(get, path = "/api/config", tag = "realtime", responses((status = 200, description = "{pusher: {key, ws_host, ws_port, force_tls}, oidc: {enabled: false} | {enabled: true, name, login_url}}")))]
+#[utoipa::path(get, path = "/api/config", tag = "realtime", responses((status = 200, description = "{pusher: {key, ws_host, ws_port, force_tls}, socketio: {path}, oidc: {enabled: false} | {enabled: true, name, login_url}}")))]
 async fn client_config(
     axum::extract::State(state): axum::extract::State<AppState>,
     headers: axum::http::HeaderMap,
@@ -152,6 +161,7 @@ async fn client_config(
     };
     extract::Json(serde_json::json!({
         "pusher": { "key": state.config.pusher.key, "ws_host": ws_host, "ws_port": ws_port, "force_tls": https },
+        "socketio": { "path": crate::ws::socketio::PATH },
         "oidc": oidc,
     }))
 }

@@ -87,20 +87,17 @@ impl Registry {
         let last = match members.get_mut(user) {
             Some(m) if m.sockets > 1 => {
                 m.sockets -= 1;
-                false
+                None
             }
-            Some(_) => {
-                members.remove(user);
-                true
-            }
-            None => false,
+            Some(_) => members.remove(user).map(|m| m.info),
+            None => None,
         };
         if members.is_empty() {
             inner.channels.remove(channel);
         }
-        if last {
+        if let Some(info) = last {
             inner.version += 1;
-            change.removed.push(user.to_owned());
+            change.removed.push((user.to_owned(), info));
         }
         change.version = inner.version;
         change
@@ -189,7 +186,8 @@ mod tests {
         assert_eq!(again.version, a.version, "no change, no new version");
         assert!(r.remove(&ch, "1").removed.is_empty(), "one socket stays");
         let gone = r.remove(&ch, "1");
-        assert_eq!(gone.removed, vec!["1".to_owned()]);
+        assert_eq!(gone.removed.len(), 1);
+        assert_eq!(gone.removed[0].0, "1");
         assert!(gone.version > a.version);
         assert_eq!(r.snapshot(&ch, 10).1, 0);
         assert!(r.remove(&ch, "1").removed.is_empty(), "leaving twice changes nothing");

@@ -48,7 +48,10 @@ use crate::{
     },
     bus::Bus,
     domain::ChannelName,
-    protocol::frames,
+    protocol::{
+        frames, socketio,
+        wire::{self, PerWire, WireKind},
+    },
 };
 
 /// How often a node renews its lease and looks for dead nodes to sweep.
@@ -98,7 +101,9 @@ pub type Held = (String, i64, Value);
 pub struct Change {
     pub version: u64,
     pub added: Vec<(String, Value)>,
-    pub removed: Vec<String>,
+    /// The users it removed, with the `user_info` they were present with (Socket.IO's
+    /// `presence:leaving` names it; laravel-echo hands it to `leaving`).
+    pub removed: Vec<(String, Value)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,23 +124,26 @@ pub struct Snapshot {
     /// Redis did not answer and this node's own view stood in.
     partial: bool,
     pub count: usize,
-    /// The encoded `subscription_succeeded`; `None` over the member limit (count only).
-    frame: Option<Utf8Bytes>,
+    /// The encoded `subscription_succeeded` and `presence:subscribed`; `None` over the member
+    /// limit (count only).
+    frames: Option<PerWire<Utf8Bytes>>,
 }
 
 impl Snapshot {
     /// The `subscription_succeeded` frame for a socket present as `me`: the whole list, or over
     /// [`Presence::max_members`] the count with only `me` listed (so clients still know themselves).
-    pub fn frame(&self, channel: &ChannelName, me: &str, info: &Value) -> Utf8Bytes {
-        match &self.frame {
-            Some(f) => f.clone(),
-            None => frames::subscription_counted(channel.as_str(), me, info, self.count).into(),
+    /// Socket.IO has no count: over the limit, `presence:subscribed` lists the subscriber alone.
+    pub fn frame(&self, kind: WireKind, channel: &ChannelName, me: &str, info: &Value) -> Utf8Bytes {
+        match (&self.frames, kind) {
+            (Some(f), _) => f.get(kind).clone(),
+            (None, WireKind::Pusher) => frames::subscription_counted(channel.as_str(), me, info, self.count).into(),
+            (None, WireKind::SocketIo) => wire::socketio_counted(channel.as_str(), me, info).into(),
         }
     }
 
     /// Whether the list was left out for its size.
     pub fn count_only(&self) -> bool {
-        self.frame.is_none()
+        self.frames.is_none()
     }
 
     fn is(&self, fresh: Fresh) -> bool {
@@ -360,7 +368,7 @@ impl Presence {
         let removed = change
             .removed
             .iter()
-            .map(|u| (u, MEMBER_REMOVED, json!({ "user_id": u })));
+            .map(|(u, info)| (u, MEMBER_REMOVED, json!({ "user_id": u, "user_info": info })));
         for (user, event, data) in added.chain(removed) {
             let b = Broadcast {
                 target: Target::Members {
@@ -445,14 +453,20 @@ impl Presence {
     /// read after `since`, with its version; `None` when Redis did not answer (a reset from this
     /// node's own view would drop the other nodes' members: the channel is reset again at the
     /// next heartbeat instead) or `me` is no longer present here.
-    pub async fn reset_frame(&self, channel: &ChannelName, me: &str, since: Instant) -> Option<(u64, Utf8Bytes)> {
+    pub async fn reset_frame(
+        &self,
+        kind: WireKind,
+        channel: &ChannelName,
+        me: &str,
+        since: Instant,
+    ) -> Option<(u64, Utf8Bytes)> {
         let s = self.snapshot(channel, Fresh::ReadAfter(since)).await;
         if s.partial {
             self.lost.lock().unwrap_or_else(|p| p.into_inner()).add(channel);
             return None;
         }
         let info = self.registry.info(channel, me)?;
-        Some((s.version, s.frame(channel, me, &info)))
+        Some((s.version, s.frame(kind, channel, me, &info)))
     }
 
     async fn read_snapshot(&self, channel: &ChannelName) -> Snapshot {
@@ -469,14 +483,18 @@ impl Presence {
             },
             None => self.local_snapshot(channel),
         };
-        let frame = (count <= self.max_members)
-            .then(|| frames::subscription_succeeded(channel.as_str(), Some(&members)).into());
+        let frames = (count <= self.max_members).then(|| {
+            PerWire::new(|kind| match kind {
+                WireKind::Pusher => frames::subscription_succeeded(channel.as_str(), Some(&members)).into(),
+                WireKind::SocketIo => socketio::presence_subscribed(channel.as_str(), &members).into(),
+            })
+        });
         Snapshot {
             version,
             read_at,
             partial,
             count,
-            frame,
+            frames,
         }
     }
 

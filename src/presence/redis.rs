@@ -41,7 +41,7 @@ pub fn connection_config() -> redis::aio::ConnectionManagerConfig {
 }
 
 /// Applies membership changes on one channel for one node and returns
-/// `{version, added users, removed users}`. Modes: `add` (ARGV triples are user, delta, info),
+/// `{version, added users, removed (user, user_info) pairs flat}`. Modes: `add` (ARGV triples are user, delta, info),
 /// `set` (the node's sockets become exactly the listed ones: re-registration), `sweep` (as `set`
 /// with nothing listed, only while the node's lease is gone: a dead node's sockets leave).
 /// KEYS: members, sockets, since, node's sockets, version, node's channels, node's lease, ids.
@@ -62,11 +62,13 @@ local function change(user, delta, info)
   else redis.call('HSET', KEYS[4], user, before + delta) end
   local total = redis.call('HINCRBY', KEYS[2], user, delta)
   if total <= 0 then
+    local gone = redis.call('HGET', KEYS[1], user) or 'null'
     redis.call('HDEL', KEYS[2], user)
     redis.call('HDEL', KEYS[1], user)
     redis.call('HDEL', KEYS[3], user)
     redis.call('ZREM', KEYS[8], user)
     table.insert(removed, user)
+    table.insert(removed, gone)
   elseif total == delta then
     redis.call('HSET', KEYS[1], user, info)
     redis.call('HSET', KEYS[3], user, ARGV[3])
@@ -319,7 +321,18 @@ impl RedisPresence {
             call.arg(user).arg(*n).arg(info.to_string());
         }
         let mut conn = self.conn.clone();
+        // `removed` is flat: user, its user_info (JSON text), user, …
         let (version, added, removed): (u64, Vec<String>, Vec<String>) = within(call.invoke_async(&mut conn)).await?;
+        let removed = removed
+            .chunks(2)
+            .map(|pair| {
+                let info = pair
+                    .get(1)
+                    .and_then(|i| serde_json::from_str(i).ok())
+                    .unwrap_or(Value::Null);
+                (pair[0].clone(), info)
+            })
+            .collect();
         let infos: HashMap<&str, &Value> = entries.iter().map(|(u, _, i)| (u.as_str(), i)).collect();
         Ok(Change {
             version,

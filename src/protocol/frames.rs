@@ -6,6 +6,12 @@ use serde_json::{Value, json};
 
 use super::{ProtocolError, SocketId};
 
+/// A user's first socket on a presence channel anywhere: `{user_id, user_info}`.
+pub const MEMBER_ADDED: &str = "pusher_internal:member_added";
+/// A user's last socket on a presence channel closed: `{user_id, user_info}` (Pusher clients
+/// read the id; Socket.IO clients hand the `user_info` to laravel-echo's `leaving`).
+pub const MEMBER_REMOVED: &str = "pusher_internal:member_removed";
+
 /// Text of a frame with `data` double-encoded.
 fn frame(event: &str, channel: Option<&str>, data: &Value) -> String {
     let data = data.to_string();

@@ -6,6 +6,8 @@ pub mod auth;
 mod client;
 pub mod frames;
 mod socket_id;
+pub mod socketio;
+pub mod wire;
 
 pub use client::{ClientFrame, decode};
 pub use socket_id::SocketId;

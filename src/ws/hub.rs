@@ -16,13 +16,14 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::Notify;
 
 use super::waiters::Waiters;
+use crate::protocol::wire::{ChannelFrames, LazyEvent, PerWire, WireKind};
 use crate::{
     broadcast::{
         Broadcast, Deliver, Target,
         events::{ADDED_TO_GROUP, GROUP_EVENT, INDIVIDUAL_EVENT, MENTIONED},
     },
     domain::{ChannelKind, ChannelName, MessageId, UserChannel},
-    protocol::{ProtocolError, SocketId, frames},
+    protocol::{ProtocolError, SocketId},
 };
 
 /// What the hub queues for one socket.
@@ -52,10 +53,10 @@ pub enum Outgoing {
     },
 }
 
-/// One `member_added` / `member_removed`, encoded once for every socket of the node.
+/// One `member_added` / `member_removed`, encoded once per wire kind for every socket of the node.
 #[derive(Debug, Clone)]
 pub struct MemberFrame {
-    pub frame: Utf8Bytes,
+    pub frames: PerWire<Utf8Bytes>,
     /// The version of the change: a socket whose member list is at least that current skips it.
     pub version: u64,
     /// The user it is about: that user's own sockets are not told (they know).
@@ -73,6 +74,8 @@ pub const MEMBER_BATCH: std::time::Duration = std::time::Duration::from_millis(5
 struct Queue {
     frames: Mutex<VecDeque<Outgoing>>,
     capacity: usize,
+    /// The protocol its socket speaks: which encoding of a broadcast it takes.
+    kind: WireKind,
     /// Something was queued.
     ready: Notify,
     /// The queue was full: the socket is too slow and is to be closed (4100).
@@ -91,15 +94,21 @@ pub struct Outbox(Arc<Queue>);
 pub struct OutboxReader(Arc<Queue>);
 
 impl Outbox {
-    /// An outbox holding at most `capacity` items.
-    pub fn new(capacity: usize) -> (Self, OutboxReader) {
+    /// An outbox holding at most `capacity` items, for a socket speaking `kind`.
+    pub fn new(capacity: usize, kind: WireKind) -> (Self, OutboxReader) {
         let queue = Arc::new(Queue {
             frames: Mutex::default(),
             capacity,
+            kind,
             ready: Notify::new(),
             evict: Notify::new(),
         });
         (Self(queue.clone()), OutboxReader(queue))
+    }
+
+    /// The protocol its socket speaks.
+    pub fn kind(&self) -> WireKind {
+        self.0.kind
     }
 
     /// Queues a frame without waiting; a full outbox evicts the socket instead.
@@ -158,6 +167,9 @@ struct Inner {
     /// User id → the sockets present as that user on any presence channel (to close them when
     /// the user signs out).
     present_sockets: HashMap<String, Sockets>,
+    /// Engine.IO 3 session id → the socket's id (socket.io-client 2.x names a socket by its
+    /// Engine.IO session); one entry per open socket.io session of that version.
+    engine_sids: HashMap<String, SocketId>,
 }
 
 /// How far below the highest message id seen a catch-up starts re-reading: messages committed
@@ -238,8 +250,26 @@ impl Hub {
         }
     }
 
-    /// Delivers a broadcast to the local sockets it targets. The payload is encoded once; each
-    /// further channel costs one concatenation, each further socket one reference count.
+    /// Names a socket.io-client 2.x socket (whose id is its Engine.IO session id) until
+    /// [`Hub::forget_engine_sid`].
+    pub fn name_engine_sid(&self, sid: &str, socket: SocketId) {
+        self.write().engine_sids.insert(sid.to_owned(), socket);
+    }
+
+    pub fn forget_engine_sid(&self, sid: &str) {
+        self.write().engine_sids.remove(sid);
+    }
+
+    /// The socket a client knows as `raw`: a Pusher socket id or a socket.io 3/4 sid
+    /// (`digits.digits`, the same on every node), or the Engine.IO session id of a socket.io 2.x
+    /// socket on this node. `None` for anything else.
+    pub fn resolve_socket(&self, raw: &str) -> Option<SocketId> {
+        SocketId::parse(raw).or_else(|| self.read().engine_sids.get(raw).copied())
+    }
+
+    /// Delivers a broadcast to the local sockets it targets. The payload is encoded once per wire
+    /// kind; each further channel costs one concatenation, each further socket one reference
+    /// count.
     pub fn dispatch(&self, b: &Broadcast) {
         if let Some(id) = b.message_id {
             self.high_water.fetch_max(id.0, std::sync::atomic::Ordering::Relaxed);
@@ -257,11 +287,11 @@ impl Hub {
             }
             _ => {}
         }
-        let event = frames::EventFrame::new(&b.event, &b.data, b.user_id.as_deref());
+        let mut event = LazyEvent::new(&b.event, &b.data, b.user_id.as_deref());
         match &b.target {
             Target::Members { channel, version, user } => {
-                let frame = Utf8Bytes::from(event.for_channel(channel));
-                return self.queue_member_change(channel, frame, *version, user);
+                let frames = PerWire::new(|kind| Utf8Bytes::from(event.for_channel(kind, channel)));
+                return self.queue_member_change(channel, frames, *version, user);
             }
             Target::Individual { users } | Target::Group { users } if makes_notification(&b.event) => {
                 self.waiters.wake(users)
@@ -270,11 +300,11 @@ impl Hub {
             _ => {}
         }
         let inner = self.read();
-        let deliver = |channel: &str, sockets: &Sockets| {
-            let frame = Utf8Bytes::from(event.for_channel(channel));
+        let mut deliver = |channel: &str, sockets: &Sockets| {
+            let mut frames = ChannelFrames::default();
             for (id, outbox) in sockets {
                 if Some(*id) != b.except {
-                    outbox.send(frame.clone(), b.message_id);
+                    outbox.send(frames.get(&mut event, outbox.kind(), channel), b.message_id);
                 }
             }
         };
@@ -318,13 +348,13 @@ impl Hub {
     }
 
     /// Holds a member change for the next batch, unless nobody here listens on its channel.
-    fn queue_member_change(&self, channel: &str, frame: Utf8Bytes, version: u64, user: &str) {
+    fn queue_member_change(&self, channel: &str, frames: PerWire<Utf8Bytes>, version: u64, user: &str) {
         let Ok(name) = ChannelName::parse(channel) else { return };
         if !self.read().channels.contains_key(&name) {
             return;
         }
         let change = MemberFrame {
-            frame,
+            frames,
             version,
             user: user.into(),
         };
@@ -485,6 +515,10 @@ impl Deliver for Hub {
     fn catch_up(&self) {
         Hub::catch_up(self);
     }
+
+    fn resolve_socket(&self, raw: &str) -> Option<SocketId> {
+        Hub::resolve_socket(self, raw)
+    }
 }
 
 /// Whether an event on a user's own channels stands for something the notification centre
@@ -567,9 +601,9 @@ mod tests {
         let room = ChannelName::parse("presence-room").unwrap();
         let other = ChannelName::parse("presence-other").unwrap();
         let public = ChannelName::parse("news").unwrap();
-        let (in_room, room_reader) = Outbox::new(8);
-        let (in_other, other_reader) = Outbox::new(8);
-        let (in_public, public_reader) = Outbox::new(8);
+        let (in_room, room_reader) = Outbox::new(8, WireKind::Pusher);
+        let (in_other, other_reader) = Outbox::new(8, WireKind::Pusher);
+        let (in_public, public_reader) = Outbox::new(8, WireKind::Pusher);
         hub.subscribe_present(&room, SocketId::random(), &in_room, "1");
         hub.subscribe_present(&other, SocketId::random(), &in_other, "2");
         hub.subscribe(&public, SocketId::random(), &in_public);
@@ -597,9 +631,30 @@ mod tests {
         assert!(resyncs(&public_reader).is_empty(), "not a presence channel");
     }
 
+    #[test]
+    fn sockets_resolve_by_pusher_id_or_named_engine_sid() {
+        let hub = Hub::default();
+        let id = SocketId::random();
+        assert_eq!(
+            hub.resolve_socket(&id.to_string()),
+            Some(id),
+            "Pusher and socket.io 3/4 ids"
+        );
+        assert_eq!(hub.resolve_socket("AbCdEf0123456789"), None);
+        hub.name_engine_sid("AbCdEf0123456789", id);
+        assert_eq!(
+            hub.resolve_socket("AbCdEf0123456789"),
+            Some(id),
+            "socket.io 2.x sessions"
+        );
+        hub.forget_engine_sid("AbCdEf0123456789");
+        assert_eq!(hub.resolve_socket("AbCdEf0123456789"), None);
+        assert_eq!(hub.resolve_socket("not an id"), None);
+    }
+
     #[tokio::test]
     async fn outbox_keeps_order_and_evicts_when_full() {
-        let (outbox, reader) = Outbox::new(3);
+        let (outbox, reader) = Outbox::new(3, WireKind::Pusher);
         for n in 1..=3 {
             let (f, m) = frame(n);
             outbox.send(f, m);

@@ -1,13 +1,18 @@
-//! WebSocket server at `GET /app/{key}`, speaking the Pusher Channels protocol v7.
+//! The real-time servers: the Pusher Channels protocol v7 at `GET /app/{key}` ([`connection`])
+//! and Socket.IO at `/socket.io/` ([`socketio`]), sharing one session core ([`core`]), one hub and
+//! one presence.
 //!
-//! The handshake checks the app key, the protocol version and the `Origin` (allow-list), then the
-//! client address's connection cap (refused with HTTP 429, before upgrading); each accepted socket
-//! then runs in its own task ([`connection`]) with a bounded outbox registered in the
-//! [`hub::Hub`].
+//! The Pusher handshake checks the app key, the protocol version and the `Origin` (allow-list),
+//! then the client address's connection cap (refused with HTTP 429, before upgrading); each
+//! accepted socket then runs in its own task ([`connection`]) with a bounded outbox registered in
+//! the [`hub::Hub`].
 
+pub mod app_auth;
 pub mod connection;
+pub mod core;
 pub mod hub;
 mod session;
+pub mod socketio;
 pub mod waiters;
 
 use std::{collections::HashMap, sync::Arc};
@@ -57,6 +62,9 @@ pub struct WsContext {
     pub limits: Arc<crate::limits::Limiter>,
     /// Who is present on presence channels (cluster-wide with Redis).
     pub presence: Arc<crate::presence::Presence>,
+    /// The app that authorises socket.io subscriptions to channels that are not chatbox's own
+    /// (`AUTH_HOST`); `None`: such subscriptions are refused.
+    pub app_auth: Option<Arc<app_auth::AppAuth>>,
 }
 
 /// Seconds a client refused for its address's connection cap is asked to wait (`Retry-After`):

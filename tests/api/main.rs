@@ -23,6 +23,7 @@ mod oidc;
 mod pictures;
 mod presence;
 mod security;
+mod socketio;
 mod typing;
 mod worker;
 mod ws_protocol;

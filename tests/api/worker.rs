@@ -61,7 +61,7 @@ async fn a_poison_job_is_parked_and_the_next_one_delivered() {
         store,
         bus: Bus::Local(hub.clone()),
     };
-    let (outbox, reader) = Outbox::new(8);
+    let (outbox, reader) = Outbox::new(8, chatbox::protocol::wire::WireKind::Pusher);
     hub.subscribe(
         &ChannelName::from(UserChannel::Group(UserId(7))),
         SocketId::random(),

@@ -11,8 +11,9 @@
 //   CHATBOX_TEST_REDIS_URL  for mysql-redis: redis://127.0.0.1:6379
 //   CHATBOX_NODE_LOG=1      copy the server's log lines to this process's stderr
 
+import net from 'node:net';
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import path from 'node:path';
 
 import Echo from 'laravel-echo';
@@ -178,13 +179,19 @@ function dropMysqlDatabase(mysqlUrl, database) {
  * ../support/server.js). Resolves once the server logged "chatbox is serving". Call `stop()` when
  * done (the test file's `after` hook).
  */
-export async function startServer() {
+export async function startServer(extraEnv = {}) {
   const server = await startChatbox({
     tempPrefix: 'chatbox-node-',
     setup: (workDir) => {
       const backend = backendEnv(workDir);
       return {
-        env: { PUSHER_APP_ID: APP_ID, PUSHER_APP_KEY: APP_KEY, PUSHER_APP_SECRET: APP_SECRET, ...backend.env },
+        env: {
+          PUSHER_APP_ID: APP_ID,
+          PUSHER_APP_KEY: APP_KEY,
+          PUSHER_APP_SECRET: APP_SECRET,
+          ...backend.env,
+          ...extraEnv,
+        },
         cleanup: backend.cleanup,
       };
     },
@@ -314,6 +321,74 @@ class ChatboxServer {
     return echo;
   }
 
+  /**
+   * A laravel-echo instance with the `socket.io` broadcaster over the given socket.io client
+   * (`io` of socket.io-client 2.x or 4.x), default transports (polling, then the upgrade to
+   * WebSocket), sending `headers` as `auth.headers` with every subscription.
+   */
+  echoSocketIo(io, headers = {}) {
+    const echo = new Echo({ broadcaster: 'socket.io', host: this.base, client: io, auth: { headers } });
+    this.#clients.add(echo.connector);
+    return echo;
+  }
+
+  /**
+   * Resolves with the status of `channel`'s subscription on a socket.io laravel-echo instance
+   * (200, or the refusal's): an acknowledged `subscribe` sent after laravel-echo's own on the
+   * same socket, so it is answered once laravel-echo's was acted on.
+   */
+  socketIoSubscribed(echo, channel, headers = {}) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`timed out after 10000 ms waiting for the subscription to ${channel}`)),
+        10_000,
+      );
+      echo.connector.socket.emit('subscribe', { channel, auth: { headers } }, (answer) => {
+        clearTimeout(timer);
+        resolve(answer?.status);
+      });
+    });
+  }
+
+  /** POST /apps/{id}/events signed as a Pusher server library (and Laravel's pusher driver) signs. */
+  async trigger(channel, event, data) {
+    const body = JSON.stringify({ name: event, channel, data: JSON.stringify(data) });
+    const path = `/apps/${APP_ID}/events`;
+    const params = new URLSearchParams({
+      auth_key: APP_KEY,
+      auth_timestamp: String(Math.floor(Date.now() / 1000)),
+      auth_version: '1.0',
+      body_md5: createHash('md5').update(body).digest('hex'),
+    });
+    const query = [...params.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`).join('&');
+    const signature = createHmac('sha256', APP_SECRET).update(`POST\n${path}\n${query}`).digest('hex');
+    const res = await fetch(`${this.base}${path}?${query}&auth_signature=${signature}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
+    if (res.status !== 200) throw new Error(`POST ${path}: ${res.status} ${await res.text()}`);
+  }
+
+  /** `auth` for a subscription signed with the app secret, as the Laravel app's pusher library signs. */
+  static sign(socketId, channel) {
+    const digest = createHmac('sha256', APP_SECRET).update(`${socketId}:${channel}`).digest('hex');
+    return `${APP_KEY}:${digest}`;
+  }
+
+  /** A pusher-js client whose private subscriptions are signed here, as the app's own pusher library would. */
+  pusherSignedByApp() {
+    const client = new Pusher(APP_KEY, {
+      ...this.#connection(),
+      channelAuthorization: {
+        customHandler: ({ socketId, channelName }, callback) =>
+          callback(null, { auth: ChatboxServer.sign(socketId, channelName) }),
+      },
+    });
+    this.#clients.add(client);
+    return client;
+  }
+
   /** A raw WebSocket on `urlPath` (e.g. `/app/node-key?protocol=7`) that records every frame. */
   raw(urlPath) {
     const socket = new RawSocket(this.wsBase + urlPath);
@@ -437,4 +512,32 @@ export function connected(pusherClient, timeoutMs = 10_000) {
     timeoutMs,
     'the pusher-js connection to be established',
   );
+}
+
+/**
+ * Sends one command to the Redis at `url` (redis://host:port) and resolves with the first line of
+ * its answer: enough for PUBLISH and EVAL, which is all Laravel's Redis broadcaster sends.
+ */
+export function redisCommand(url, args) {
+  const { hostname, port } = new URL(url);
+  const body = args.map((a) => Buffer.from(String(a)));
+  const frame = Buffer.concat([
+    Buffer.from(`*${body.length}\r\n`),
+    ...body.flatMap((b) => [Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n')]),
+  ]);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port || 6379), hostname || '127.0.0.1', () => socket.write(frame));
+    let answer = '';
+    socket.setTimeout(5_000, () => socket.destroy(new Error('Redis did not answer')));
+    socket.on('data', (chunk) => {
+      answer += chunk;
+      if (answer.includes('\r\n')) {
+        socket.end();
+        const line = answer.slice(0, answer.indexOf('\r\n'));
+        if (line.startsWith('-')) reject(new Error(`Redis: ${line.slice(1)}`));
+        else resolve(line);
+      }
+    });
+    socket.on('error', reject);
+  });
 }

@@ -27,6 +27,8 @@ const CLEARED_ENV = [
   'ALLOWED_ORIGINS',
   'ADMIN_EMAILS',
   'CHATBOX_STATIC_DIR',
+  'AUTH_HOST',
+  'AUTH_ENDPOINT',
 ];
 
 /** The server binary (see the top of this file). */
