@@ -27,6 +27,7 @@ pub mod questions;
 pub mod serve;
 pub mod static_files;
 pub mod typing;
+pub mod websocket;
 
 use axum::{Router, extract::DefaultBodyLimit, routing::get};
 use tower_http::trace::TraceLayer;
@@ -97,13 +98,13 @@ pub fn router(state: AppState) -> Router {
         .merge(pictures::router(state.config.max_attachment_bytes))
         .route("/apps/{*rest}", apps_router(&state))
         .merge(oidc::router())
-        .route("/app/{key}", get(crate::ws::upgrade))
+        .route("/app/{key}", get(websocket::upgrade))
         .route_service(
             crate::ws::socketio::PATH,
             tower::ServiceBuilder::new()
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),
-                    crate::ws::socketio::gate,
+                    websocket::socketio_gate,
                 ))
                 .service(crate::ws::socketio::service(state.ws.clone())),
         )

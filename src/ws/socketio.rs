@@ -5,8 +5,9 @@
 //! session's packets go to its own task, which owns a [`Core`] like a Pusher connection: the same
 //! hub, channels, presence, limits and bounded outbox.
 //!
-//! A session opening counts against the client address's connection cap ([`gate`], before
-//! Engine.IO sees the request) and gives its place back when it ends. Subscriptions to private and
+//! A session opening counts against the client address's connection cap (the gate in
+//! `crate::http::websocket`, before Engine.IO sees the request) and gives its place back when it
+//! ends ([`Admission`]). Subscriptions to private and
 //! presence channels are authorised per channel: chatbox's own chat channels by chatbox's own
 //! credentials found in `auth.headers` (a bearer token or the session cookie) or the handshake's
 //! Cookie, the others by the app at `AUTH_HOST` ([`super::app_auth`]).
@@ -14,10 +15,8 @@
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use axum::{
-    extract::{Request, State, ws::Utf8Bytes},
+    extract::ws::Utf8Bytes,
     http::{HeaderMap, HeaderName, HeaderValue, header},
-    middleware::Next,
-    response::{IntoResponse, Response},
 };
 use engineioxide::{
     DisconnectReason, ProtocolVersion, Socket, Str, config::EngineIoConfig, handler::EngineIoHandler,
@@ -36,12 +35,11 @@ use crate::protocol::wire::WireKind;
 use crate::{
     domain::{ChannelKind, ChannelName},
     error::ApiError,
-    http::{broadcasting_auth, client_addr::ClientAddr, extract::user_from_headers, origin::origin_allowed},
+    http::{broadcasting_auth, extract::user_from_headers},
     protocol::{
         MAX_CLIENT_MESSAGE, ProtocolError, SocketId,
         socketio::{self, ClientEvent, Packet, PacketError},
     },
-    state::AppState,
 };
 
 /// Where socket.io clients connect (socket.io-client's default `path`).
@@ -82,10 +80,18 @@ pub fn service(ctx: WsContext) -> EngineIoService<Handler> {
 }
 
 /// One admitted session's place in its address's connection cap, given back when the last
-/// reference to it goes (the session ended, or its handshake failed).
-struct Admission {
+/// reference to it goes (the session ended, or its handshake failed). The handshake's gate puts
+/// it in the request's extensions, which the session keeps for its life.
+pub struct Admission {
     presence: Arc<crate::presence::Presence>,
     ip: IpAddr,
+}
+
+impl Admission {
+    /// A place `presence` admitted for `ip` ([`crate::presence::Presence::admit`]).
+    pub fn new(presence: Arc<crate::presence::Presence>, ip: IpAddr) -> Self {
+        Self { presence, ip }
+    }
 }
 
 impl Drop for Admission {
@@ -95,73 +101,6 @@ impl Drop for Admission {
             rt.spawn(async move { presence.disconnected(ip).await });
         }
     }
-}
-
-/// Before Engine.IO: the `Origin` check of the Pusher handshake (a browser on another site is
-/// refused with 403; an allowed one gets the CORS headers its long-polling requests need, and its
-/// preflight is answered here), and for a request that opens a session (no `sid`), the address's
-/// connection cap (429 with `Retry-After`, as for `/app/{key}`). The admitted place rides in the
-/// request's extensions, which the session keeps for its life.
-pub async fn gate(State(state): State<AppState>, ClientAddr(ip): ClientAddr, mut req: Request, next: Next) -> Response {
-    let ctx = &state.ws;
-    let origin = req.headers().get(header::ORIGIN).cloned();
-    if let Some(origin) = &origin {
-        let allowed = origin
-            .to_str()
-            .is_ok_and(|o| origin_allowed(o, req.headers(), &ctx.config));
-        if !allowed {
-            return ApiError::forbidden("origin_not_allowed", "this origin may not connect").into_response();
-        }
-        if req.method() == axum::http::Method::OPTIONS {
-            let mut res = axum::http::StatusCode::NO_CONTENT.into_response();
-            let h = res.headers_mut();
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static("GET, POST"),
-            );
-            if let Some(asked) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
-                h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
-            }
-            return with_cors(res, origin.clone());
-        }
-    }
-    let opens_session = !req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .any(|pair| pair.starts_with("sid="));
-    if opens_session {
-        if !ctx.presence.admit(ip).await {
-            tracing::debug!(%ip, "socket.io session refused: address at MAX_CONNECTIONS_PER_IP");
-            return ApiError::TooManyConnections {
-                retry_after: super::CAP_RETRY_AFTER_SECS,
-            }
-            .into_response();
-        }
-        let admission = Arc::new(Admission {
-            presence: ctx.presence.clone(),
-            ip,
-        });
-        req.extensions_mut().insert(admission);
-    }
-    let res = next.run(req).await;
-    match origin {
-        Some(origin) => with_cors(res, origin),
-        None => res,
-    }
-}
-
-/// The CORS headers for an allowed `origin` (with credentials: the session cookie rides along).
-fn with_cors(mut res: Response, origin: HeaderValue) -> Response {
-    let h = res.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    );
-    h.append(header::VARY, HeaderValue::from_static("Origin"));
-    res
 }
 
 /// Engine.IO's calls for every session.
