@@ -20,9 +20,10 @@ STEADY_RATE="${STEADY_RATE:-100}"     # fan-out: events/s for the latency run (�
 STEADY_EVENTS="${STEADY_EVENTS:-1500}"
 CHATBOX_PORT=18201
 SOCKUDO_PORT=18202
-APP_ID=peers APP_KEY=peers-key APP_SECRET=peers-secret-5b8e2f0a9c4d7e1f3a6b8c0d2e4f6a8b
+APP_ID=peers APP_KEY=peers-key APP_SECRET="peers-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
-say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 # --- Sockudo, built once -------------------------------------------------------------------------
 SOCKUDO="$PEERS/bin/sockudo"
@@ -41,35 +42,7 @@ say "building chatbox (release)"
 cargo build --release --quiet
 CHATBOX="${CARGO_TARGET_DIR:-target}/release/chatbox"
 
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  status=$?
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ $status -eq 0 ]; then
-    rm -rf "$WORK"
-  else
-    echo "failed; the servers' logs are kept in $WORK" >&2
-  fi
-}
-trap cleanup EXIT
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on port $1; see $WORK/*.log" >&2
-  exit 1
-}
-
-for port in $CHATBOX_PORT $SOCKUDO_PORT; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is taken (a server left from an earlier run?): stop it first" >&2
-    exit 1
-  fi
-done
+ports_free $CHATBOX_PORT $SOCKUDO_PORT
 
 # Both servers: one app, loopback, logs quiet, no per-address connection cap.
 BIND="127.0.0.1:$CHATBOX_PORT" DATABASE_URL="sqlite://$WORK/chatbox.db" RUST_LOG=warn \
@@ -86,9 +59,7 @@ SOCKUDO_PID=$!
 PIDS+=("$SOCKUDO_PID")
 wait_port $CHATBOX_PORT
 wait_port $SOCKUDO_PORT
-for pid in $CHATBOX_PID $SOCKUDO_PID; do
-  kill -0 "$pid" 2>/dev/null || { echo "a server exited at start; see $WORK/*.log" >&2; exit 1; }
-done
+servers_alive $CHATBOX_PID $SOCKUDO_PID
 sleep 1
 say "chatbox pid $CHATBOX_PID on :$CHATBOX_PORT, Sockudo $SOCKUDO_VERSION pid $SOCKUDO_PID on :$SOCKUDO_PORT"
 
@@ -111,33 +82,4 @@ for name in chatbox sockudo; do
     --events "$STEADY_EVENTS" --rate "$STEADY_RATE" --size 200 >"$WORK/$name-steady.json"
 done
 
-python3 - "$WORK" "$SOCKUDO_VERSION" <<'PY'
-import json, sys
-work, version = sys.argv[1], sys.argv[2]
-r = {n: {k: json.load(open(f"{work}/{n}-{k}.json")) for k in ("idle", "max", "steady")} for n in ("chatbox", "sockudo")}
-rows = []
-def row(label, c, s, better):
-    # ratio: how many times better chatbox is (higher-is-better or lower-is-better)
-    ratio = (c / s if better == "higher" else s / c) if c and s else float("nan")
-    rows.append((label, c, s, ratio))
-for n in ("chatbox", "sockudo"):
-    for k in ("max", "steady"):
-        if r[n][k]["lost"]:
-            print(f"note: {n} lost {r[n][k]['lost']} deliveries in the {k} fan-out run")
-c, s = r["chatbox"], r["sockudo"]
-row(f"idle: KiB per connection ({c['idle']['connections']} / {s['idle']['connections']} open)",
-    c["idle"]["bytes_per_connection"] / 1024, s["idle"]["bytes_per_connection"] / 1024, "lower")
-row("idle: seconds to open all", c["idle"]["establish_seconds"], s["idle"]["establish_seconds"], "lower")
-row("fan-out max: deliveries/s", c["max"]["deliveries_per_second"], s["max"]["deliveries_per_second"], "higher")
-row("fan-out max: p99 latency (ms)", c["max"]["latency"]["p99_ms"], s["max"]["latency"]["p99_ms"], "lower")
-rate = c["steady"]["rate"] * c["steady"]["subscribers"]
-for q in ("p50", "p90", "p99", "max"):
-    row(f"fan-out at {rate:,.0f}/s: {q} (ms)", c["steady"]["latency"][f"{q}_ms"], s["steady"]["latency"][f"{q}_ms"], "lower")
-row("fan-out: deliveries lost (both runs)", c["max"]["lost"] + c["steady"]["lost"], s["max"]["lost"] + s["steady"]["lost"], "lower")
-w = max(len(x[0]) for x in rows)
-print(f"{'':{w}}  {'chatbox':>12}  {'Sockudo ' + version:>14}  {'chatbox ×':>10}")
-for label, cv, sv, ratio in rows:
-    ratio_text = "-" if ratio != ratio else f"{ratio:.2f}"
-    print(f"{label:{w}}  {cv:>12,.2f}  {sv:>14,.2f}  {ratio_text:>10}")
-print("(chatbox ×: how many times better chatbox is on that line; above 1 means ahead)")
-PY
+report sockudo "Sockudo $SOCKUDO_VERSION"
