@@ -75,7 +75,9 @@ pub fn subscription_error(channel: &str, status: u16, message: &str) -> String {
     )
 }
 
-/// A channel event encoded once, ready to be addressed to any channel.
+/// A channel event encoded once, ready to be addressed to any channel: the text before the
+/// channel name and the text after it (a Pusher frame here, a socket.io packet in
+/// [`super::socketio::channel_event`]).
 #[derive(Debug, Clone)]
 pub struct EventFrame {
     head: String,
@@ -83,6 +85,11 @@ pub struct EventFrame {
 }
 
 impl EventFrame {
+    /// The frame `head` + channel + `tail`.
+    pub(super) fn around_channel(head: String, tail: String) -> Self {
+        Self { head, tail }
+    }
+
     /// `data_json` is the event payload as JSON text; it is sent as a JSON string. `user_id` is
     /// set on client events in presence channels.
     pub fn new(event: &str, data_json: &str, user_id: Option<&str>) -> Self {

@@ -12,7 +12,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::MAX_CLIENT_MESSAGE;
+use super::{MAX_CLIENT_MESSAGE, frames::EventFrame};
 
 /// Headers a client may give in `auth.headers` (laravel-echo sends one or two: `Authorization`,
 /// `X-CSRF-TOKEN`); more are refused rather than forwarded.
@@ -234,32 +234,14 @@ pub fn presence_subscribed(channel: &str, members: &[(String, Value)]) -> String
 /// A channel event encoded once, ready to be addressed to any channel: `2[event, channel, data]`
 /// with `data` the payload itself (laravel-echo-server sends the decoded object), or the payload
 /// as a JSON string when it is not JSON.
-#[derive(Debug, Clone)]
-pub struct EventFrame {
-    head: String,
-    tail: String,
-}
-
-impl EventFrame {
-    pub fn new(event: &str, data_json: &str) -> Self {
-        let head = format!("2[{},\"", Value::from(event));
-        let data = if serde_json::from_str::<serde::de::IgnoredAny>(data_json).is_ok() {
-            data_json.to_owned()
-        } else {
-            Value::from(data_json).to_string()
-        };
-        let tail = format!("\",{data}]");
-        Self { head, tail }
-    }
-
-    /// The packet on `channel` (a validated channel name: nothing in it needs escaping).
-    pub fn for_channel(&self, channel: &str) -> String {
-        let mut s = String::with_capacity(self.head.len() + channel.len() + self.tail.len());
-        s.push_str(&self.head);
-        s.push_str(channel);
-        s.push_str(&self.tail);
-        s
-    }
+pub fn channel_event(event: &str, data_json: &str) -> EventFrame {
+    let head = format!("2[{},\"", Value::from(event));
+    let data = if serde_json::from_str::<serde::de::IgnoredAny>(data_json).is_ok() {
+        data_json.to_owned()
+    } else {
+        Value::from(data_json).to_string()
+    };
+    EventFrame::around_channel(head, format!("\",{data}]"))
 }
 
 #[cfg(test)]
@@ -349,10 +331,10 @@ mod tests {
 
     #[test]
     fn events_carry_the_payload_itself() {
-        let f = EventFrame::new("App\\Events\\Shipped", r#"{"id":7}"#).for_channel("private-orders");
+        let f = channel_event("App\\Events\\Shipped", r#"{"id":7}"#).for_channel("private-orders");
         let v: Value = serde_json::from_str(&f[1..]).unwrap();
         assert_eq!(v, json!(["App\\Events\\Shipped", "private-orders", {"id": 7}]));
-        let not_json = EventFrame::new("e", "plain text").for_channel("c");
+        let not_json = channel_event("e", "plain text").for_channel("c");
         assert_eq!(
             serde_json::from_str::<Value>(&not_json[1..]).unwrap(),
             json!(["e", "c", "plain text"])

@@ -61,7 +61,7 @@ impl WireKind {
     pub fn event(self, event: &str, data_json: &str, channel: &str) -> String {
         match self {
             Self::Pusher => frames::EventFrame::new(event, data_json, None).for_channel(channel),
-            Self::SocketIo => socketio::EventFrame::new(event, data_json).for_channel(channel),
+            Self::SocketIo => socketio::channel_event(event, data_json).for_channel(channel),
         }
     }
 }
@@ -86,7 +86,7 @@ pub struct LazyEvent<'a> {
     data: &'a str,
     user_id: Option<&'a str>,
     pusher: Option<frames::EventFrame>,
-    socketio: Option<socketio::EventFrame>,
+    socketio: Option<frames::EventFrame>,
 }
 
 impl<'a> LazyEvent<'a> {
@@ -116,7 +116,7 @@ impl<'a> LazyEvent<'a> {
                     other => other,
                 };
                 self.socketio
-                    .get_or_insert_with(|| socketio::EventFrame::new(event, self.data))
+                    .get_or_insert_with(|| socketio::channel_event(event, self.data))
                     .for_channel(channel)
             }
         }
