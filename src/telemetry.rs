@@ -1,6 +1,7 @@
 //! Logging: tracing to stderr, human-readable by default or one JSON object per line
 //! (`LOG_FORMAT=json`). `RUST_LOG` overrides the default filter.
 
+use anyhow::Context;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::LogFormat;
@@ -40,4 +41,14 @@ where
 {
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || span.in_scope(f)).await
+}
+
+/// A number from `/proc/{pid}/status`, such as `VmRSS:` (kB) or `Threads:`.
+pub fn proc_status(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("no process {pid}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} for process {pid}"))
 }

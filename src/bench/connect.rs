@@ -26,15 +26,7 @@ pub(super) fn source_address(i: usize, sources: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(sources.max(1))) as u8))
 }
 
-/// A number from `/proc/{pid}/status`, such as `VmRSS:` (kB) or `Threads:`.
-pub(super) fn proc_status(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("no process {pid}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no {field} for process {pid}"))
-}
+pub(super) use crate::telemetry::proc_status;
 
 /// Which protocol a workload's connections speak (`--protocol`, `--eio`).
 #[derive(Debug, Clone, clap::Args)]

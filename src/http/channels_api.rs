@@ -106,6 +106,12 @@ pub(super) async fn occupied(state: &AppState, prefix: Option<&str>) -> Result<B
         .collect())
 }
 
+/// Sockets subscribed to `channel` over the deployment.
+pub(super) async fn subscription_count(state: &AppState, channel: &ChannelName) -> Result<usize, ApiError> {
+    let here = state.ws.hub.channel_count(channel);
+    Ok(state.ws.presence.subscription_count(channel, here).await?)
+}
+
 /// Distinct users on a presence channel over the deployment.
 pub(super) async fn user_count(state: &AppState, channel: &ChannelName) -> Result<usize, ApiError> {
     Ok(state.ws.presence.members(channel).await?.len())
@@ -154,11 +160,7 @@ pub(super) async fn channel(
             "user_count is for presence channels only",
         ));
     }
-    let count = state
-        .ws
-        .presence
-        .subscription_count(&name, state.ws.hub.channel_count(&name))
-        .await?;
+    let count = subscription_count(&state, &name).await?;
     let mut out = json!({ "occupied": count > 0 });
     if users {
         out["user_count"] = user_count(&state, &name).await?.into();

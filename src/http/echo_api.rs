@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 
 use super::{
     MAX_BODY_BYTES,
-    channels_api::{ChannelPath, ListQuery, occupied, presence_channel, user_count},
+    channels_api::{ChannelPath, ListQuery, occupied, presence_channel, subscription_count, user_count},
     extract::Json,
     pusher_api::{Trigger, broadcasts, publish},
 };
@@ -101,14 +101,6 @@ pub fn mark_start() {
     std::sync::LazyLock::force(&STARTED);
 }
 
-/// This process's resident memory in bytes (Linux), as `memory_usage.rss`.
-fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 #[utoipa::path(get, path = "/apps/{app_id}/status", tag = "laravel-echo-server http api", params(("app_id" = String, Path), ("auth_key" = String, Query)), responses((status = 200, description = "{subscription_count (connections over the deployment), uptime (s), memory_usage: {rss}}"), (status = 401, description = "unknown app id or wrong key")))]
 async fn status(State(state): State<AppState>, _: EchoClientAuth) -> Result<Json<Value>, ApiError> {
     let nodes = state.ws.presence.nodes().await?;
@@ -116,7 +108,8 @@ async fn status(State(state): State<AppState>, _: EchoClientAuth) -> Result<Json
     Ok(Json(json!({
         "subscription_count": connections,
         "uptime": STARTED.elapsed().as_secs_f64(),
-        "memory_usage": { "rss": rss_bytes() },
+        // This process's resident memory in bytes (Linux; `null` elsewhere).
+        "memory_usage": { "rss": crate::telemetry::proc_status(std::process::id(), "VmRSS:").ok().map(|kib| kib * 1024) },
     })))
 }
 
@@ -141,11 +134,7 @@ async fn channel(
     Path(ChannelPath { channel: raw }): Path<ChannelPath>,
 ) -> Result<Json<Value>, ApiError> {
     let name = ChannelName::parse(&raw)?;
-    let count = state
-        .ws
-        .presence
-        .subscription_count(&name, state.ws.hub.channel_count(&name))
-        .await?;
+    let count = subscription_count(&state, &name).await?;
     let mut out = json!({ "subscription_count": count, "occupied": count > 0 });
     if name.kind() == ChannelKind::Presence {
         out["user_count"] = user_count(&state, &name).await?.into();
