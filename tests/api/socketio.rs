@@ -33,6 +33,7 @@ backend_tests!(
     sessions_count_against_the_address_cap,
     a_client_flooding_a_busy_session_is_closed,
     allowed_origins_get_cors_for_long_polling,
+    an_answer_of_the_app_over_16_kb_is_refused,
 );
 
 struct SioClient {
@@ -225,6 +226,10 @@ async fn stub_app() -> (SocketAddr, Asked) {
                     ));
                     if channel == "private-slow" {
                         tokio::time::sleep(Duration::from_secs(3)).await;
+                    }
+                    if channel == "private-huge" {
+                        // Past the 16 KB chatbox reads of an answer.
+                        return (StatusCode::OK, format!("\"{}\"", "x".repeat(17 * 1024)));
                     }
                     let user = match h("authorization").as_str() {
                         "Bearer good" => json!({ "user_id": 1, "user_info": { "name": "ann" } }),
@@ -616,4 +621,15 @@ async fn allowed_origins_get_cors_for_long_polling(backend: Backend) {
         .unwrap();
     assert_eq!(evil.status(), StatusCode::FORBIDDEN);
     assert!(!evil.headers().contains_key("access-control-allow-origin"));
+}
+
+async fn an_answer_of_the_app_over_16_kb_is_refused(backend: Backend) {
+    let (stub, _) = stub_app().await;
+    let app = app_with_auth_host(backend, stub).await;
+    let mut c = SioClient::connect(&app, 4).await;
+    let good = json!({ "Authorization": "Bearer good" });
+    assert_eq!(c.subscribe("private-huge", good.clone()).await, 502);
+    assert_eq!(c.next_event().await, json!(["subscription_error", "private-huge", 502]));
+    // The session stays and the next answer within the bound is taken.
+    assert_eq!(c.subscribe("private-orders", good).await, 200);
 }
